@@ -1,0 +1,55 @@
+/*
+ * str: small string helpers shared by every layer.
+ */
+#ifndef S3HOOK_STR_H
+#define S3HOOK_STR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct buf;
+
+/*
+ * Copies `s` into `dst` for use in a message: control bytes become escapes
+ * (so a key with a newline cannot forge a log line) and a long string is
+ * shortened in the middle ("abc...xyz") so the cause after it always fits.
+ * Returns dst.
+ */
+const char *str_short(char *dst, size_t size, const char *s);
+
+/* str_short() into a temporary that lives until the end of the enclosing block. */
+#define SHORT(s) str_short((char[120]){ 0 }, 120, (s))
+
+int str_starts_with(const char *s, const char *prefix);
+int str_ends_with(const char *s, const char *suffix);
+
+/* Parses a whole string as a decimal unsigned number; -1 if it is not one. */
+int str_to_u64(const char *s, uint64_t *out);
+int str_to_int(const char *s, int min, int max, int *out);
+
+/* Compares in time that depends only on the lengths; 1 when equal. */
+int str_consttime_eq(const char *a, size_t alen, const char *b, size_t blen);
+
+/* Lowercase hex of `len` bytes into `out` (2*len+1 bytes). */
+void str_hex(char *out, const unsigned char *in, size_t len);
+
+/*
+ * Percent-decoding. With `plus_is_space`, '+' decodes to ' ' (HTML form and
+ * Go url.QueryEscape style). Fails (-1) on a malformed escape. The result may
+ * hold NUL bytes: out->len says how long it is.
+ */
+int str_pct_decode(struct buf *out, const char *s, size_t len, int plus_is_space);
+
+/*
+ * Percent-encodes every byte that is not unreserved (A-Z a-z 0-9 - _ . ~),
+ * keeping '/' when `keep_slash`: the encoding of S3 and SigV4.
+ */
+int str_pct_encode(struct buf *out, const char *s, size_t len, int keep_slash);
+
+/* Duplicates a string, aborting when memory runs out. */
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t size);
+
+#endif

@@ -1,0 +1,169 @@
+/* Unit tests of the base helpers: buf, str, ini, units, err. */
+#include "tests/testutil.h"
+
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/ini.h"
+#include "core/str.h"
+#include "core/units.h"
+
+#include <string.h>
+
+START_TEST(buf_grows_and_caps)
+{
+	struct buf b = BUF_INIT;
+
+	ck_assert_str_eq(b.data, "");
+	ck_assert_int_eq(buf_addf(&b, "%s-%d", "a", 12), 0);
+	ck_assert_str_eq(b.data, "a-12");
+	buf_release(&b);
+	buf_init_cap(&b, 5);
+	ck_assert_int_eq(buf_adds(&b, "12345"), 0);
+	ck_assert_int_eq(buf_addch(&b, 'x'), -1);
+	ck_assert_str_eq(b.data, "12345");
+	ck_assert_int_eq(buf_addf(&b, "%d", 7), -1);
+	buf_release(&b);
+}
+END_TEST
+
+START_TEST(str_short_escapes_and_shortens)
+{
+	char big[1100];
+	const char *s;
+
+	ck_assert_str_eq(SHORT("a\nb"), "a\\nb");
+	memset(big, 'k', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	big[0] = 'H';
+	big[sizeof(big) - 2] = 'T';
+	s = SHORT(big);
+	ck_assert_uint_lt(strlen(s), 120);
+	ck_assert_int_eq(s[0], 'H');
+	ck_assert_int_eq(s[strlen(s) - 1], 'T');
+	ck_assert_ptr_nonnull(strstr(s, "..."));
+}
+END_TEST
+
+START_TEST(pct_round_trip)
+{
+	struct buf enc = BUF_INIT, dec = BUF_INIT;
+	const char key[] = "a b/+%?#/../ü~";
+
+	ck_assert_int_eq(str_pct_encode(&enc, key, strlen(key), 1), 0);
+	ck_assert_str_eq(enc.data, "a%20b/%2B%25%3F%23/../%C3%BC~");
+	ck_assert_int_eq(str_pct_decode(&dec, enc.data, enc.len, 0), 0);
+	ck_assert_str_eq(dec.data, key);
+	buf_reset(&dec);
+	ck_assert_int_eq(str_pct_decode(&dec, "a+b%2", 5, 1), -1);
+	buf_reset(&dec);
+	ck_assert_int_eq(str_pct_decode(&dec, "a+b%00", 6, 1), 0);
+	ck_assert_uint_eq(dec.len, 4);
+	ck_assert_int_eq(dec.data[3], '\0');
+	buf_release(&enc);
+	buf_release(&dec);
+}
+END_TEST
+
+START_TEST(ini_reads_aws_config_and_comments)
+{
+	const char text[] = "\xef\xbb\xbf; comment\n[default]\nregion = eu-west-1 ; not a comment\n"
+			    "s3 =\n    endpoint_url = http://127.0.0.1:7480\n  addressing_style = path\n"
+			    "output=json\r\n[profile dev]\n  aws_access_key_id = AK\n";
+	struct err e = ERR_INIT;
+	struct ini *ini = NULL;
+
+	ck_assert_int_eq(ini_parse_string(&ini, "config", text, strlen(text), 0, &e), 0);
+	ck_assert_str_eq(ini_get(ini, "default", "region", ""), "eu-west-1 ; not a comment");
+	ck_assert_str_eq(ini_get(ini, "default", "s3.endpoint_url", ""), "http://127.0.0.1:7480");
+	ck_assert_str_eq(ini_get(ini, "default", "s3.addressing_style", ""), "path");
+	ck_assert_str_eq(ini_get(ini, "default", "output", ""), "json");
+	ck_assert_str_eq(ini_get(ini, "profile dev", "aws_access_key_id", ""), "AK");
+	ck_assert_int_eq(ini_find(ini, "default", "s3.endpoint_url")->line, 5);
+	ini_free(ini);
+}
+END_TEST
+
+START_TEST(ini_inline_comments_long_lines_and_errors)
+{
+	struct err e = ERR_INIT;
+	struct ini *ini = NULL;
+	struct buf text = BUF_INIT;
+	int i;
+
+	buf_adds(&text, "[s3]\nregion = x   ; comment\ntoken = ");
+	for (i = 0; i < 3000; i++)
+		buf_addch(&text, (char)('a' + i % 26));
+	buf_adds(&text, "\n");
+	ck_assert_int_eq(ini_parse_string(&ini, "f.conf", text.data, text.len, INI_INLINE_COMMENTS, &e), 0);
+	ck_assert_str_eq(ini_get(ini, "s3", "region", ""), "x");
+	ck_assert_uint_eq(strlen(ini_get(ini, "s3", "token", "")), 3000);
+	ini_free(ini);
+
+	ck_assert_int_eq(ini_parse_string(&ini, "f.conf", "[a]\nx=1\nx=2\n", 12, 0, &e), -1);
+	ck_assert_str_eq(e.msg, "f.conf:3: key 'x' given twice in this section");
+	err_clear(&e);
+	ck_assert_int_eq(ini_parse_string(&ini, "f.conf", "[a]\n\njunk\n", 10, 0, &e), -1);
+	ck_assert_str_eq(e.msg, "f.conf:3: expected 'key = value' or '[section]'");
+	err_clear(&e);
+	ck_assert_int_eq(ini_parse_string(&ini, "f.conf", "[a\n", 3, 0, &e), -1);
+	ck_assert_ptr_nonnull(strstr(e.msg, "f.conf:1:"));
+	buf_release(&text);
+}
+END_TEST
+
+START_TEST(units_parse)
+{
+	uint64_t v;
+
+	ck_assert_int_eq(units_duration_ms("30s", &v), 0);
+	ck_assert_uint_eq(v, 30000);
+	ck_assert_int_eq(units_duration_ms("1500ms", &v), 0);
+	ck_assert_uint_eq(v, 1500);
+	ck_assert_int_eq(units_duration_ms("7d", &v), 0);
+	ck_assert_uint_eq(v, 7ULL * 86400000);
+	ck_assert_int_eq(units_duration_ms("5", &v), 0);
+	ck_assert_uint_eq(v, 5000);
+	ck_assert_int_eq(units_duration_ms("5x", &v), -1);
+	ck_assert_int_eq(units_duration_ms("-5s", &v), -1);
+	ck_assert_int_eq(units_size("1MiB", &v), 0);
+	ck_assert_uint_eq(v, 1 << 20);
+	ck_assert_int_eq(units_size("64 KiB", &v), 0);
+	ck_assert_uint_eq(v, 64 << 10);
+	ck_assert_int_eq(units_size("99999999999999999999", &v), -1);
+	ck_assert_int_eq(units_size("1 parsec", &v), -1);
+}
+END_TEST
+
+START_TEST(err_first_wins_and_prefix)
+{
+	struct err e = ERR_INIT;
+
+	ck_assert_int_eq(err_set(&e, ERR_IO, "cannot open '%s'", "a"), -1);
+	err_set(&e, ERR_NET, "later");
+	ck_assert_int_eq(e.code, ERR_IO);
+	err_prefix(&e, "upload '%s'", "f");
+	ck_assert_str_eq(e.msg, "upload 'f': cannot open 'a'");
+	ck_assert_str_eq(err_name(e.code), "IO");
+}
+END_TEST
+
+static Suite *core_suite(void)
+{
+	Suite *s = suite_create("core");
+	TCase *tc = tcase_create("base");
+
+	tcase_add_test(tc, buf_grows_and_caps);
+	tcase_add_test(tc, str_short_escapes_and_shortens);
+	tcase_add_test(tc, pct_round_trip);
+	tcase_add_test(tc, ini_reads_aws_config_and_comments);
+	tcase_add_test(tc, ini_inline_comments_long_lines_and_errors);
+	tcase_add_test(tc, units_parse);
+	tcase_add_test(tc, err_first_wins_and_prefix);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return test_main(core_suite());
+}
