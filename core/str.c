@@ -62,6 +62,21 @@ const char *str_short(char *dst, size_t size, const char *s)
 	return dst;
 }
 
+int str_copy(char *dst, size_t size, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (!size)
+		return 1;
+	if (n >= size) {
+		memcpy(dst, src, size - 1);
+		dst[size - 1] = '\0';
+		return 1;
+	}
+	memcpy(dst, src, n + 1);
+	return 0;
+}
+
 int str_starts_with(const char *s, const char *prefix)
 {
 	return strncmp(s, prefix, strlen(prefix)) == 0;

@@ -20,6 +20,9 @@ const char *str_short(char *dst, size_t size, const char *s);
 /* str_short() into a temporary that lives until the end of the enclosing block. */
 #define SHORT(s) str_short((char[120]){ 0 }, 120, (s))
 
+/* Copies src into dst (size bytes, always terminated); 1 when it had to cut, else 0. */
+int str_copy(char *dst, size_t size, const char *src);
+
 int str_starts_with(const char *s, const char *prefix);
 int str_ends_with(const char *s, const char *suffix);
 
