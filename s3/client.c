@@ -617,7 +617,7 @@ static int attempt(struct s3_client *c, CURL *h, const struct req *r, struct res
 
 static int perform(struct s3_client *c, const struct req *r, struct resp *rs, struct err *e)
 {
-	unsigned tries = r->idempotent ? c->cfg.retries + 1 : 1, i;
+	unsigned tries = c->cfg.retries + 1, i;
 	char detail[CURL_ERROR_SIZE];
 	CURL *h = take_handle(c);
 	CURLcode rc = CURLE_OK;
@@ -638,9 +638,14 @@ static int perform(struct s3_client *c, const struct req *r, struct resp *rs, st
 			err_sys(e, ERR_IO, "cannot write the downloaded data");
 			goto out;
 		}
-		if (rc == CURLE_OK && !retryable_status(rs->status, &rs->body))
+		if (rc == CURLE_OK && (!r->idempotent || !retryable_status(rs->status, &rs->body)))
 			break;
 		if (rc != CURLE_OK && !retryable_curl(rc))
+			break;
+		/* A request that may have reached the server is sent again only if idempotent;
+		 * one that never connected is always safe to send again. */
+		if (rc != CURLE_OK && !r->idempotent && rc != CURLE_COULDNT_CONNECT &&
+		    rc != CURLE_COULDNT_RESOLVE_HOST)
 			break;
 		if (r->body && r->body->cancel && *r->body->cancel)
 			break;
