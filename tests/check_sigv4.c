@@ -52,22 +52,10 @@ static const struct context docs_ctx = {
 	.no_comma_space = 1,
 };
 
-/*
- * KNOWN SIGNER DEFECT, left failing on purpose until s3/sigv4.c is fixed: under
- * `make unit-asan` UBSan stops every test of a request without a query string,
- * as sigv4_canon_query() calls qsort(NULL, 0, ...) (s3/sigv4.c, "null pointer
- * passed as argument 1"). The plain `make unit` build does not show it.
- */
-
 /* The AWS SigV4 test suite (2015-08-30 and aws-c-auth), S3 rules only. */
 static const char *const suite_vectors[] = {
 	"get-header-key-duplicate",
-	/*
-	 * KNOWN SIGNER DEFECT, left failing on purpose until s3/sigv4.c is fixed:
-	 * AWS canonicalises this folded value as "value1,value2,value3" (each
-	 * continuation line a value of its own); add_folded() turns the folds into
-	 * spaces and signs "value1 value2 value3". See the report to the lead.
-	 */
+	/* A folded value signs as "value1,value2,value3": each line a value of its own. */
 	"get-header-value-multiline",
 	"get-header-value-order",
 	"get-header-value-trim",
