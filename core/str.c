@@ -40,9 +40,25 @@ static size_t escape_into(char *dst, size_t size, const char *s, size_t limit)
 	return i;
 }
 
+/* Cuts a trailing incomplete UTF-8 sequence off s. */
+static void trim_partial_utf8(char *s)
+{
+	size_t n = strlen(s), i = n, need;
+
+	while (i > 0 && ((unsigned char)s[i - 1] & 0xc0) == 0x80 && n - i < 3)
+		i--;
+	if (i == 0 || ((unsigned char)s[i - 1] & 0x80) == 0)
+		return;
+	need = ((unsigned char)s[i - 1] & 0xe0) == 0xc0   ? 2
+	       : ((unsigned char)s[i - 1] & 0xf0) == 0xe0 ? 3
+							  : 4;
+	if (n - (i - 1) < need)
+		s[i - 1] = '\0';
+}
+
 const char *str_short(char *dst, size_t size, const char *s)
 {
-	size_t len, half, tail;
+	size_t len, half, tail, used;
 	char esc[1024];
 
 	if (!s)
@@ -54,11 +70,14 @@ const char *str_short(char *dst, size_t size, const char *s)
 	/* Keep the head and the tail, which is where names differ in practice. */
 	half = (size - 4) / 2;
 	escape_into(dst, half + 1, s, len);
-	strcat(dst, "...");
+	trim_partial_utf8(dst);
+	used = strlen(dst);
+	memcpy(dst + used, "...", 4);
+	used += 3;
 	tail = len > half / 2 ? len - half / 2 : 0;
 	while (tail < len && ((unsigned char)s[tail] & 0xc0) == 0x80)
 		tail++;
-	escape_into(dst + strlen(dst), size - strlen(dst), s + tail, len - tail);
+	escape_into(dst + used, size - used, s + tail, len - tail);
 	return dst;
 }
 
