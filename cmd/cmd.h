@@ -10,6 +10,7 @@
 struct err;
 struct ini;
 struct s3_client;
+struct jobq;
 
 enum cmd_exit { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
@@ -83,5 +84,13 @@ int cmd_ls(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_presign(int argc, char **argv);
+int cmd_check_config(int argc, char **argv);
+int cmd_jobs(int argc, char **argv);
+int cmd_retry(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_reprocess(int argc, char **argv);
+
+/* Opens the queue [jobs] queue names (or the --queue flag); prints the error itself. */
+struct jobq *cmd_open_queue(struct cmd_common *co, const char *flag, int flags);
 
 #endif

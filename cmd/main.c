@@ -19,6 +19,7 @@ static const struct command commands[] = {
 	{ "get", cmd_get, "download an object" },
 	{ "rm", cmd_rm, "delete objects" },
 	{ "presign", cmd_presign, "print a presigned URL" },
+	{ "check-config", cmd_check_config, "validate a configuration file" },
 };
 
 static void usage(FILE *out)

@@ -624,6 +624,19 @@ static void set_paths(struct config *cfg, const struct ini *ini)
 	}
 }
 
+/* A relative path in the file is relative to the file's folder, not to where s3hook runs. */
+static void make_absolute(char **path, const char *dir)
+{
+	char *p;
+
+	if (!*path || (*path)[0] == '/' || strstr(*path, "://") || !strcmp(dir, "."))
+		return;
+	if (asprintf(&p, "%s/%s", dir, *path) < 0)
+		abort();
+	free(*path);
+	*path = p;
+}
+
 int config_load(struct config *cfg, const struct ini *ini, struct err *e)
 {
 	size_t i;
@@ -638,6 +651,8 @@ int config_load(struct config *cfg, const struct ini *ini, struct err *e)
 		if (str_starts_with(ini->sections[i].name, "handler ") &&
 		    load_handler(cfg, &ini->sections[i], ini, e) < 0)
 			goto fail;
+	make_absolute(&cfg->queue, cfg->dir);
+	make_absolute(&cfg->workdir, cfg->dir);
 	return 0;
 fail:
 	config_release(cfg);
