@@ -30,7 +30,7 @@ static void usage(FILE *out)
 		     "Turns an S3-compatible object store into an event-driven processing system.\n\n"
 		     "Commands:\n");
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+		fprintf(out, "  %-13s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out, "\n's3hook COMMAND --help' tells more about each.\n");
 }
 
