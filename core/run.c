@@ -703,6 +703,8 @@ static int start(const struct run_cmd *cmd, const char *path, const char *name, 
 
 /* ----- the parent: waiting ----- */
 
+#define RUN_CANCEL_POLL_MS 100
+
 enum phase {
 	PH_RUN,	  /* until the deadline */
 	PH_TERM,  /* SIGTERM sent, grace running */
@@ -730,7 +732,10 @@ static void signal_child(struct watch *w, int sig)
 static void escalate(struct watch *w, int64_t now)
 {
 	if (w->phase == PH_RUN) {
-		w->res->timed_out = 1;
+		if (w->cmd->cancel && *w->cmd->cancel)
+			w->res->cancelled = 1;
+		else
+			w->res->timed_out = 1;
 		signal_child(w, SIGTERM);
 		w->phase = PH_TERM;
 		w->deadline = now + w->cmd->grace_ms;
@@ -835,6 +840,8 @@ static int poll_once(struct watch *w, int64_t now)
 		p[n++] = (struct pollfd){ .fd = c->err_fd, .events = POLLIN };
 	if (w->deadline >= 0)
 		timeout = w->deadline - now > INT_MAX ? INT_MAX : (int)(w->deadline - now);
+	if (w->cmd->cancel && w->phase == PH_RUN && (timeout < 0 || timeout > RUN_CANCEL_POLL_MS))
+		timeout = RUN_CANCEL_POLL_MS;
 	ready = poll(p, (nfds_t)n, timeout);
 	if (ready < 0)
 		return errno == EINTR ? 0 : -1;
@@ -862,6 +869,10 @@ static int watch(struct watch *w, struct err *e)
 		}
 		if (w->phase == PH_DRAIN && w->c->out_fd < 0 && w->c->err_fd < 0)
 			return 0;
+		if (w->phase == PH_RUN && w->cmd->cancel && *w->cmd->cancel) {
+			escalate(w, now);
+			continue;
+		}
 		if (poll_once(w, now) < 0)
 			return err_sys(e, ERR_RUN, "cannot wait for process %d", (int)w->c->pid);
 	}
@@ -966,7 +977,7 @@ void run_result_release(struct run_result *res)
 const char *run_result_str(const struct run_result *res, char *dst, size_t size)
 {
 	const char *abbrev = sigabbrev_np(res->signal);
-	const char *pre = res->timed_out ? "timed out, " : "";
+	const char *pre = res->timed_out ? "timed out, " : res->cancelled ? "cancelled, " : "";
 	int n;
 
 	/* A description cut short by a small dst is still a description. */

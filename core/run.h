@@ -144,6 +144,12 @@ struct run_cmd {
 	long gid;	/* RUN_NO_ID: keep; else setgroups({gid}) and setgid() */
 	size_t out_cap; /* bytes of the stdout tail kept */
 	size_t err_cap; /* bytes of the stderr tail kept */
+	/*
+	 * When it points at non-zero (set by another thread: the job's lease was
+	 * lost, or shutdown ran out of grace), the run ends as at the deadline:
+	 * SIGTERM, grace, SIGKILL. Looked at every 100 ms. NULL: never.
+	 */
+	const volatile int *cancel;
 };
 
 #define RUN_CMD_INIT                                                                             \
@@ -174,6 +180,7 @@ struct run_result {
 	int signal;
 	int core_dumped;
 	int timed_out;
+	int cancelled; /* ended through cmd->cancel */
 	struct buf out;
 	struct buf err;
 	int out_truncated;

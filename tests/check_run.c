@@ -161,6 +161,40 @@ START_TEST(timeout_kills_group)
 }
 END_TEST
 
+static void *cancel_later(void *arg)
+{
+	usleep(300 * 1000);
+	*(volatile int *)arg = 1;
+	return NULL;
+}
+
+/* Another thread's cancel (a lost lease, shutdown) ends the run as a deadline would. */
+START_TEST(cancel_from_another_thread)
+{
+	struct run_cmd cmd = RUN_CMD_INIT;
+	struct run_result res = RUN_RESULT_INIT;
+	volatile int cancel = 0;
+	char desc[80];
+	pthread_t t;
+	int64_t t0 = now_ms(), took;
+
+	cmd.timeout_ms = 60000;
+	cmd.cancel = &cancel;
+	ck_assert_int_eq(pthread_create(&t, NULL, cancel_later, (void *)&cancel), 0);
+	run_ok(&cmd, "sh -c 'sleep 100 & sleep 100'", &res);
+	pthread_join(t, NULL);
+	took = now_ms() - t0;
+	ck_assert_int_eq(res.cancelled, 1);
+	ck_assert_int_eq(res.timed_out, 0);
+	ck_assert_int_eq(res.signal, SIGTERM);
+	ck_assert_int_lt(took, 300 + 2000);
+	ck_assert_str_eq(run_result_str(&res, desc, sizeof(desc)),
+			 "cancelled, killed by signal 15 (SIGTERM)");
+	assert_group_gone(res.pid);
+	run_result_release(&res);
+}
+END_TEST
+
 /*
  * SIGTERM goes to the whole group, so helpers the handler started get to clean
  * up: here a grandchild reports it, while the child takes its time to exit.
@@ -766,6 +800,7 @@ static Suite *run_suite(void)
 	tcase_add_test(tc, exit_codes_reported);
 	tcase_add_test(tc, signal_reported_apart);
 	tcase_add_test(tc, timeout_kills_group);
+	tcase_add_test(tc, cancel_from_another_thread);
 	tcase_add_test(tc, timeout_terms_whole_group);
 	tcase_add_test(tc, timeout_grace_then_sigkill);
 	tcase_add_test(tc, grandchild_holding_stdout_does_not_hang);
