@@ -138,6 +138,7 @@ int s3_config_load(struct s3_config *cfg, const struct ini *conf, struct err *e)
 		return -1;
 	fill(&cfg->endpoint, getenv("AWS_ENDPOINT_URL_S3"));
 	fill(&cfg->endpoint, getenv("AWS_ENDPOINT_URL"));
+	fill(&cfg->ca_bundle, getenv("AWS_CA_BUNDLE"));
 	fill(&cfg->region, getenv("AWS_REGION"));
 	fill(&cfg->region, getenv("AWS_DEFAULT_REGION"));
 	if (!cfg->access_key && getenv("AWS_ACCESS_KEY_ID") && *getenv("AWS_ACCESS_KEY_ID")) {
