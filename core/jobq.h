@@ -88,8 +88,8 @@ struct jobq_job {
 	int attempts; /* attempts started, this one included */
 	int max_attempts;
 	int64_t created_ms;
-	int64_t updated_ms;
-	int64_t next_ms; /* when a retry is due */
+	int64_t updated_ms; /* when the state last changed (renewals do not count) */
+	int64_t next_ms;    /* when a retry is due; 0 when none */
 	/* the last attempt's outcome */
 	int exit_code;	 /* -1 when none */
 	int signal;	 /* 0 when none */
@@ -122,12 +122,19 @@ struct jobq_result {
 
 /* Which jobs a worker may claim. */
 struct jobq_filter {
-	const char *const *handlers; /* NULL-terminated: only these (the handlers configured here) */
+	/* NULL-terminated: only these (the handlers configured here); NULL: any handler. */
+	const char *const *handlers;
 	/* Handlers whose concurrency is used up right now (NULL-terminated, may be NULL). */
 	const char *const *busy_handlers;
 	uint32_t lease_ms;
 };
 
+/*
+ * Opens (creating it and bringing its schema up to date unless
+ * JOBQ_NO_CREATE) the queue at url. A SQLite file is made 0600 in a folder
+ * that must exist; a file whose schema is newer than this build is refused.
+ * jobq_close() accepts NULL.
+ */
 struct jobq *jobq_open(const char *url, enum jobq_flags flags, struct err *e);
 void jobq_close(struct jobq *q);
 
@@ -170,16 +177,25 @@ int jobq_release(struct jobq *q, const struct jobq_job *job, struct err *e);
 
 /*
  * Jobs leased by a process of this host that no longer exists (pid and
- * start time no longer match) are made claimable at once. *n counts them.
+ * start time no longer match, or the host has rebooted since) are made
+ * claimable at once. *n counts them. Their attempt stays counted, as one
+ * taken over after its lease expired does: jobq_fail() still ends a job
+ * after max_attempts. Jobs of other hosts (and of other pid namespaces,
+ * whose processes cannot be seen from here) are left to their leases.
  */
 int jobq_reclaim_orphans(struct jobq *q, size_t *n, struct err *e);
 
 /*
  * Waits up to timeout_ms for something that may make a job claimable:
  * a job added by this or another process, or the next retry coming due.
- * Returns early on jobq_wake().
+ * Returns early on jobq_wake(). A jobq_claim() that found nothing followed
+ * by jobq_wait() on the same thread cannot miss a job added in between.
+ * Other processes are noticed by polling (a few times a second), this
+ * process's handles at once. Never holds the handle's mutex while asleep.
  */
 void jobq_wait(struct jobq *q, uint32_t timeout_ms);
+
+/* Wakes every jobq_wait() of this process, on any handle (shutdown, capacity freed). */
 void jobq_wake(struct jobq *q);
 
 /* Listing, for `s3hook jobs`. */
@@ -193,7 +209,12 @@ struct jobq_query {
 
 #define JOBQ_QUERY_INIT { .state = -1 }
 
-/* Calls fn for each job matching (newest first); stops early when fn returns non-zero. */
+/*
+ * Calls fn for each job matching (newest first); stops early when fn returns
+ * non-zero. Jobs are read a page at a time and fn runs with no lock or
+ * transaction held, so a slow reader never holds up the queue (it may then
+ * see a job moved by others in between); fn may call into q.
+ */
 int jobq_list(struct jobq *q, const struct jobq_query *qu,
 	      int (*fn)(void *arg, const struct jobq_job *job), void *arg, struct err *e);
 
@@ -210,7 +231,10 @@ int jobq_prune(struct jobq *q, uint64_t keep_ms, size_t *n, struct err *e);
 int jobq_ledger_done(struct jobq *q, const char *bucket, const char *key, const char *version,
 		     const char *handler, struct err *e);
 
-/* Reprocess checkpoints: an opaque position per listing id. *value is the caller's. */
+/*
+ * Reprocess checkpoints: an opaque position per listing id. *value is the
+ * caller's (free() it); NULL when the id has none.
+ */
 int jobq_checkpoint_get(struct jobq *q, const char *id, char **value, struct err *e);
 
 /*
@@ -221,13 +245,100 @@ int jobq_enqueue_page(struct jobq *q, const struct jobq_new *jobs, size_t n,
 		      const char *checkpoint_id, const char *checkpoint_value, size_t *added,
 		      struct err *e);
 
-/* Checks for real that the queue can take a write now (healthz). */
+/*
+ * Checks for real that the queue can take a write now (healthz): a committed
+ * write, and that the file is still the one opened and still writable (a
+ * deleted file would keep taking writes through the open descriptor, and be
+ * lost at exit; an open descriptor ignores a chmod or a read-only remount).
+ */
 int jobq_check_writable(struct jobq *q, struct err *e);
 
-/* Time of the oldest pending job, ms since the epoch; 0 when none. */
+/*
+ * Time of the oldest pending job, ms since the epoch (since it became pending:
+ * added, revived or given back); 0 when none or on error.
+ */
 int64_t jobq_oldest_pending_ms(struct jobq *q);
 
 /* Milliseconds since the epoch. */
 int64_t jobq_now_ms(void);
+
+#ifdef S3HOOK_JOBQ_BACKEND
+/*
+ * For backends only (core/jobq_<name>.c, which define S3HOOK_JOBQ_BACKEND
+ * before including this header). core/jobq.c keeps what does not depend on
+ * the storage: it checks arguments, holds the handle's mutex around every
+ * call, takes the time, makes lease tokens and owner names, decides which
+ * owners are gone, says "lease lost", and waits. A backend stores and
+ * queries; each call is one transaction (or none), and every time is ms
+ * since the epoch from jobq_now_ms(). The calls that need the current
+ * lease (renew, end, unlease) match on id, token and state running, and
+ * return 1 when they changed the job, 0 when the lease is not held, -1 on
+ * error.
+ */
+struct jobq_backend;
+
+/* A claim being made. */
+struct jobq_lease {
+	int64_t token;	   /* random, never 0 */
+	const char *owner; /* this process, as jobq.c names it */
+	int64_t until_ms;
+};
+
+/* A running job's lease, for jobq_reclaim_orphans(); owner is the array's. */
+struct jobq_held {
+	int64_t id;
+	int64_t token;
+	char *owner;
+};
+
+struct jobq_ops {
+	struct jobq_backend *(*open)(const char *url, enum jobq_flags flags, struct err *e);
+	void (*close)(struct jobq_backend *b);
+	/* Adds jobs, and sets the checkpoint when cp_id is not NULL, in one transaction. */
+	int (*enqueue)(struct jobq_backend *b, const struct jobq_new *jobs, size_t n,
+		       const char *cp_id, const char *cp_value, int64_t now, size_t *added,
+		       struct err *e);
+	/* handlers NULL: any; busy NULL-terminated or NULL. 1 claimed, 0 none, -1 error. */
+	int (*claim)(struct jobq_backend *b, const char *const *handlers, const char *const *busy,
+		     int64_t now, const struct jobq_lease *lease, struct jobq_job *job,
+		     struct err *e);
+	int (*renew)(struct jobq_backend *b, int64_t id, int64_t token, int64_t until_ms,
+		     struct err *e);
+	/*
+	 * Ends an attempt as state: a final one (the non-failures go to the
+	 * ledger), or JOB_RETRY at next_ms, which becomes JOB_DEAD when the job
+	 * has used max_attempts. *out is the state it ended in.
+	 */
+	int (*end)(struct jobq_backend *b, int64_t id, int64_t token, enum job_state state,
+		   int64_t next_ms, const struct jobq_result *res, int64_t now, enum job_state *out,
+		   struct err *e);
+	/* Makes a running job pending again; uncount: the attempt is not counted. */
+	int (*unlease)(struct jobq_backend *b, int64_t id, int64_t token, int uncount, int64_t now,
+		       struct err *e);
+	/* Every running job's lease; *held is the caller's (jobq_held_free). */
+	int (*leases)(struct jobq_backend *b, struct jobq_held **held, size_t *n, struct err *e);
+	/* Up to max jobs matching qu with id < below, newest first; *jobs is the caller's. */
+	int (*list)(struct jobq_backend *b, const struct jobq_query *qu, int64_t below, size_t max,
+		    struct jobq_job **jobs, size_t *n, struct err *e);
+	int (*count)(struct jobq_backend *b, const struct jobq_query *qu, int64_t counts[8],
+		     struct err *e);
+	int (*retry)(struct jobq_backend *b, int64_t id, int64_t now, size_t *n, struct err *e);
+	/* Deletes the non-failed final jobs last changed before before_ms. */
+	int (*prune)(struct jobq_backend *b, int64_t before_ms, size_t *n, struct err *e);
+	int (*ledger_done)(struct jobq_backend *b, const char *bucket, const char *key,
+			   const char *version, const char *handler, struct err *e);
+	int (*checkpoint_get)(struct jobq_backend *b, const char *id, char **value, struct err *e);
+	int (*check_writable)(struct jobq_backend *b, int64_t now, struct err *e);
+	int (*oldest_pending)(struct jobq_backend *b, int64_t *ms, struct err *e);
+	/* A number that changes when another connection commits (jobq_wait's poll). */
+	int (*version)(struct jobq_backend *b, uint64_t *v, struct err *e);
+	/* The first time after now when a retry comes due or a lease ends; 0 when none. */
+	int (*next_due)(struct jobq_backend *b, int64_t now, int64_t *ms, struct err *e);
+};
+
+void jobq_held_free(struct jobq_held *held, size_t n);
+
+extern const struct jobq_ops jobq_sqlite_ops;
+#endif
 
 #endif
