@@ -498,7 +498,18 @@ static int make_file(const char *path, enum jobq_flags flags, struct err *e)
 			return err_set(e, ERR_QUEUE, "queue '%s' does not exist", SHORT(path));
 		return err_sys(e, ERR_QUEUE, "cannot open queue '%s'", SHORT(path));
 	}
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+	/*
+	 * Never open() a file SQLite may already have open in this process (the
+	 * listener's and the workers' connections share it): close() would drop
+	 * every POSIX lock the process holds on it, SQLite's included, and two
+	 * connections could then both write. So only a file that does not exist
+	 * yet is created here, with O_EXCL.
+	 */
+	if (stat(path, &st) == 0)
+		return 0;
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
+	if (fd < 0 && errno == EEXIST)
+		return 0;
 	if (fd < 0)
 		return err_sys(e, ERR_QUEUE, "cannot open queue '%s'", SHORT(path));
 	close(fd);

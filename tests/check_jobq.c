@@ -210,6 +210,44 @@ static int wait_child(pid_t pid)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/*
+ * Another process (s3hook jobs) opening and closing the queue while serve has
+ * it open twice (listener and workers) must not lose what serve commits after.
+ * A second open in one process once did open()+close() on the file, which
+ * dropped every POSIX lock the process held on it: the other process then
+ * believed it was the last user, checkpointed and deleted the WAL under us.
+ */
+/* Counts the jobs with the sqlite3 program: another process, with no state of ours. */
+static int count_outside(void)
+{
+	char cmd[4500], out[64] = "";
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "sqlite3 '%s' 'SELECT count(*) FROM jobs;' 2>&1", path);
+	p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_ptr_nonnull(fgets(out, sizeof(out), p));
+	pclose(p);
+	return (int)strtol(out, NULL, 10);
+}
+
+START_TEST(second_handle_keeps_the_locks)
+{
+	struct jobq *q1 = open_q(JOBQ_INGEST), *q2;
+	char wal[4200];
+
+	add_job(q1, job_new("thumb", "before", ""));
+	q2 = open_q(0);
+	ck_assert_int_eq(count_outside(), 1);
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	ck_assert_msg(access(wal, F_OK) == 0, "the WAL was deleted while the queue is open");
+	add_job(q1, job_new("thumb", "after", ""));
+	ck_assert_msg(count_outside() == 2, "another process does not see the second job");
+	jobq_close(q2);
+	jobq_close(q1);
+}
+END_TEST
+
 /* ----- adding ----- */
 
 START_TEST(enqueue_dedupes)
@@ -1471,6 +1509,7 @@ static Suite *jobq_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, second_handle_keeps_the_locks);
 	tcase_add_test(tc, enqueue_dedupes);
 	tcase_add_test(tc, enqueue_refuses_bad_jobs_whole);
 	tcase_add_test(tc, stored_fields_round_trip);
