@@ -2,7 +2,9 @@
 #include "cmd/cmd.h"
 
 #include "core/err.h"
+#include "core/config.h"
 #include "core/ini.h"
+#include "core/jobq.h"
 #include "core/log.h"
 #include "core/str.h"
 #include "s3/client.h"
@@ -150,4 +152,21 @@ void cmd_common_release(struct cmd_common *co)
 {
 	ini_free(co->conf);
 	co->conf = NULL;
+}
+
+struct jobq *cmd_open_queue(struct cmd_common *co, const char *flag, int flags)
+{
+	struct config cfg = CONFIG_INIT;
+	struct jobq *q = NULL;
+	struct err e = ERR_INIT;
+
+	if (!flag && config_load(&cfg, co->conf, &e) < 0) {
+		cmd_error("%s", e.msg);
+		return NULL;
+	}
+	q = jobq_open(flag ? flag : cfg.queue, (enum jobq_flags)flags, &e);
+	if (!q)
+		cmd_error("%s", e.msg);
+	config_release(&cfg);
+	return q;
 }

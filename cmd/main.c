@@ -15,10 +15,13 @@ struct command {
 
 static const struct command commands[] = {
 	{ "upload", cmd_upload, "upload files with SigV4, multipart and in parallel" },
+	{ "serve", cmd_serve, "receive bucket notifications and run the handlers" },
 	{ "ls", cmd_ls, "list the objects under a prefix" },
 	{ "get", cmd_get, "download an object" },
 	{ "rm", cmd_rm, "delete objects" },
 	{ "presign", cmd_presign, "print a presigned URL" },
+	{ "jobs", cmd_jobs, "list jobs of the queue" },
+	{ "retry", cmd_retry, "run dead or failed jobs again" },
 	{ "check-config", cmd_check_config, "validate a configuration file" },
 };
 
