@@ -85,6 +85,7 @@ static void expect_error(const char *text, const char *msg)
 
 	ck_assert_int_eq(load(&cfg, text, &e), -1);
 	ck_assert_str_eq(e.msg, msg);
+	config_release(&cfg);
 }
 
 START_TEST(errors_name_file_line_and_key)
