@@ -115,24 +115,7 @@ meta=$(aws_ s3api head-object --bucket "$B" --key "photos/a cat.jpg.thumb.jpg" -
 expect_match "outputs carry s3hook-handler" "$meta" '"s3hook-handler": "thumbnail"'
 expect_match "outputs carry s3hook-depth" "$meta" '"s3hook-depth": "1"'
 expect_match "outputs carry s3hook-source" "$meta" '"s3hook-source": "'"$B"'/photos/a%20cat.jpg"'
-python3 - "$WORK/doc.pdf" <<'PY'
-import sys
-text = b"BT /F1 24 Tf 72 720 Td (Hello from a PDF) Tj ET"
-objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(text) + text + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-out, offs = b"%PDF-1.4\n", []
-for i, o in enumerate(objs):
-    offs.append(len(out))
-    out += b"%d 0 obj\n" % (i + 1) + o + b"\nendobj\n"
-xref = len(out)
-out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
-out += b"".join(b"%010d 00000 n \n" % o for o in offs)
-out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
-open(sys.argv[1], "wb").write(out)
-PY
+"$TOP/scripts/sample-pdf" "$WORK/doc.pdf" "Hello from a PDF"
 s3h upload --key "docs/report.pdf" "$WORK/doc.pdf" "s3://$B" >/dev/null
 wait_for "text extracted" s3h get "s3://$B/text/docs/report.pdf.txt" "$WORK/text.txt"
 expect_match "the PDF's text" "$(cat "$WORK/text.txt")" "Hello from a PDF"
