@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static void err_vset(struct err *e, enum err_code code, int sys, const char *fmt, va_list ap)
+__attribute__((format(printf, 4, 0))) static void err_vset(struct err *e, enum err_code code,
+							   int sys, const char *fmt, va_list ap)
 {
 	int n;
 

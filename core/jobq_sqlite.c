@@ -518,7 +518,7 @@ static int make_file(const char *path, enum jobq_flags flags, struct err *e)
 
 /* Set on every connection (the journal mode, once set, stays with the file). */
 static const char *const conn_pragmas[] = {
-	"PRAGMA journal_size_limit = " WAL_KEEP_BYTES,
+	("PRAGMA journal_size_limit = " WAL_KEEP_BYTES),
 	"PRAGMA trusted_schema = OFF",
 	/*
 	 * Statement journals (RETURNING and AUTOINCREMENT need them inside a
