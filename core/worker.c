@@ -29,6 +29,7 @@ struct running {
 	struct jobq_job *job;
 	const char *handler;
 	volatile int cancel; /* the lease was lost, or stop() ran out of grace */
+	volatile int ending; /* the job is being ended: the keeper leaves it alone */
 	struct running *next;
 };
 
@@ -421,6 +422,7 @@ static const char *end_job(struct job_run *jr, enum job_state state, int failed)
 	int r;
 
 	fill_result(jr, &res);
+	jr->reg->ending = 1;
 	if (jr->reg->cancel && p->stopping) {
 		r = jobq_release(p->q, jr->job, &e);
 		final = JOB_PENDING;
@@ -595,7 +597,8 @@ static void *keeper_main(void *arg)
 		pthread_cond_timedwait(&p->changed, &p->lock, &until);
 		for (r = p->running; r; r = r->next) {
 			struct err e = ERR_INIT;
-			if (r->cancel || jobq_renew(p->q, r->job, lease, &e) == 0)
+			if (r->cancel || r->ending || jobq_renew(p->q, r->job, lease, &e) == 0 ||
+			    r->ending)
 				continue;
 			if (e.code == ERR_CONFLICT) {
 				/* Another worker has it now: running it twice helps no one. */

@@ -11,11 +11,14 @@ mkdir -p "$HOME"
 CLEANUP_PIDS=()
 BUCKETS=()
 
+# Runs at exit whatever happened; keeps the test's own exit status.
 cleanup() {
-	local pid b
+	local rc=$? pid b
+	set +e
 	for pid in "${CLEANUP_PIDS[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
 	for b in "${BUCKETS[@]}"; do "$AWS" --endpoint-url "$S3_ENDPOINT" s3 rb --force "s3://$b" >/dev/null 2>&1; done
-	[ -n "${KEEP_WORK:-}" ] && echo "kept $WORK" >&2 || rm -rf "$WORK"
+	if [ -n "${KEEP_WORK:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+	exit "$rc"
 }
 trap cleanup EXIT
 
