@@ -48,7 +48,8 @@ echo '{}' >"$RULES" # full speed from here on
 out=$("$S3HOOK" upload --resume "${SLOW[@]}" "${ARGS[@]}")
 resumed=$(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(j["resumed"], j["key"])' "$out")
 expect_eq "the second run resumed the same upload" "$resumed" "True $key"
-sent=$(grep -c "partNumber=" "$WORK/proxy.log" || true)
+# Distinct parts that went through (a part retried after a hiccup counts once).
+sent=$(grep -o "partNumber=[0-9]*&.* -> 200" "$WORK/proxy.log" | cut -d'&' -f1 | sort -u | wc -l)
 expect_eq "only the missing parts were sent" "$sent" "$((6 - before))"
 aws_ s3 cp "s3://$B/$key" "$WORK/back" >/dev/null
 expect_file_eq "the resumed upload is byte-identical" "$WORK/big.bin" "$WORK/back"
