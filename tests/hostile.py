@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Hostile clients for the listener, for end-to-end tests. Each prints one line of results.
+
+  hostile.py slowloris HOST PORT CONNS SECONDS   many connections sending a byte a second
+  hostile.py hold HOST PORT CONNS SECONDS        open connections and hold them, sending nothing
+  hostile.py headers HOST PORT                   one request with 10,000 headers (and one huge)
+  hostile.py chunked HOST PORT SECONDS           a chunked body that never ends
+  hostile.py health URL SECONDS                  polls URL; prints the slowest answer in ms
+"""
+import socket
+import sys
+import time
+import urllib.request
+
+
+def connect(host, port):
+    s = socket.socket()
+    s.settimeout(5)
+    s.connect((host, port))
+    return s
+
+
+def slowloris(host, port, conns, seconds):
+    socks, closed = [], 0
+    for _ in range(conns):
+        try:
+            s = connect(host, port)
+            s.send(b"POST / HTTP/1.1\r\nHost: x\r\n")
+            socks.append(s)
+        except OSError:
+            closed += 1
+    end = time.time() + seconds
+    while time.time() < end and socks:
+        for s in list(socks):
+            try:
+                s.send(b"X-a: b\r\n")
+            except OSError:
+                socks.remove(s)
+                closed += 1
+        time.sleep(1)
+    print("open=%d closed_by_server=%d" % (len(socks), closed))
+
+
+def hold(host, port, conns, seconds):
+    socks, refused = [], 0
+    for _ in range(conns):
+        try:
+            socks.append(connect(host, port))
+        except OSError:
+            refused += 1
+    time.sleep(seconds)
+    alive = 0
+    for s in socks:
+        try:
+            s.setblocking(False)
+            data = s.recv(1)
+            alive += 0 if data == b"" else 1
+        except BlockingIOError:
+            alive += 1
+        except OSError:
+            pass
+        s.close()
+    print("opened=%d refused=%d still_open=%d" % (len(socks), refused, alive))
+
+
+def status_of(s):
+    data = b""
+    try:
+        while b"\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    line = data.split(b"\r\n")[0].decode("latin-1")
+    return line.split()[1] if len(line.split()) > 1 else "closed"
+
+
+def headers(host, port):
+    s = connect(host, port)
+    try:
+        s.send(b"POST / HTTP/1.1\r\nHost: x\r\n")
+        for i in range(10000):
+            s.send(b"X-Flood-%d: %s\r\n" % (i, b"v" * 100))
+        s.send(b"Content-Length: 2\r\n\r\n{}")
+    except OSError:
+        pass
+    a = status_of(s)
+    s2 = connect(host, port)
+    try:
+        s2.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * (1 << 20) + b"\r\n\r\n")
+    except OSError:
+        pass
+    print("many=%s huge=%s" % (a, status_of(s2)))
+
+
+def chunked(host, port, seconds):
+    s = connect(host, port)
+    s.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    end, sent = time.time() + seconds, 0
+    try:
+        while time.time() < end:
+            s.send(b"1000\r\n" + b"[" * 4096 + b"\r\n")
+            sent += 4096
+    except OSError:
+        pass
+    print("status=%s sent=%d" % (status_of(s), sent))
+
+
+def health(url, seconds):
+    worst, failures, n = 0.0, 0, 0
+    end = time.time() + seconds
+    while time.time() < end:
+        t = time.time()
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                r.read()
+                if r.status != 200:
+                    failures += 1
+        except OSError:
+            failures += 1
+        worst = max(worst, time.time() - t)
+        n += 1
+        time.sleep(0.05)
+    print("polls=%d failures=%d worst_ms=%.0f" % (n, failures, worst * 1000))
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "slowloris":
+        slowloris(args[0], int(args[1]), int(args[2]), float(args[3]))
+    elif cmd == "hold":
+        hold(args[0], int(args[1]), int(args[2]), float(args[3]))
+    elif cmd == "headers":
+        headers(args[0], int(args[1]))
+    elif cmd == "chunked":
+        chunked(args[0], int(args[1]), float(args[2]))
+    elif cmd == "health":
+        health(args[0], float(args[1]))
+    else:
+        sys.exit(__doc__)
