@@ -26,7 +26,8 @@ CMD_OBJ := $(CMD_SRC:%.c=$(B)/%.o)
 TESTS := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 
 .SECONDARY:
-.PHONY: all deps check unit unit-asan e2e demo install clean format format-check fuzz
+.PHONY: all deps check unit unit-asan e2e demo install clean format format-check fuzz \
+	fuzz-check fuzz-build
 all: $(B)/s3hook
 
 deps:
@@ -68,7 +69,32 @@ e2e: $(B)/s3hook
 check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit-asan
+	@$(MAKE) --no-print-directory fuzz-check
 	@$(MAKE) --no-print-directory e2e
+
+# libFuzzer targets (tests/fuzz/README.md): the library compiled again with clang
+# and the fuzzer's coverage into build-fuzz/. `make fuzz` runs each target
+# FUZZ_SECONDS and keeps what it learns in build-fuzz/corpus/; `make
+# fuzz-check` runs each 15 s from the seeds alone, as `make check` does.
+FUZZ_TARGETS := event xml ini sigv4
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_BINS := $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+
+$(B)/fuzz_%: $(B)/tests/fuzz/fuzz_%.o $(B)/libs3hook.a
+	@echo "LINK $@"
+	@$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/libs3hook.a $(LIBS)
+
+fuzz-build:
+	@$(MAKE) --no-print-directory B=build-fuzz CC=$(FUZZ_CC) CFLAGS="-O1 -g \
+		-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
+		-fno-omit-frame-pointer" $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@tests/fuzz/run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-check: fuzz-build
+	@tests/fuzz/run --check 15 $(FUZZ_TARGETS)
 
 demo: deps all
 	@scripts/demo
@@ -87,4 +113,5 @@ format-check:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(TESTS:%=%.d)
+-include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(TESTS:%=%.d) \
+	$(FUZZ_TARGETS:%=$(B)/tests/fuzz/fuzz_%.d)
