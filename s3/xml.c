@@ -189,6 +189,13 @@ static int add_prefix(struct s3_list_page *page, const xmlNode *c, int url_encod
 	return 0;
 }
 
+/* A server may repeat the element: the last one counts, and the first must not leak. */
+static void set_token(struct s3_list_page *page, const xmlNode *n)
+{
+	free(page->next_token);
+	page->next_token = text_dup(n);
+}
+
 int s3_xml_parse_list(const char *body, size_t len, int url_encoded, struct s3_list_page *page,
 		      struct err *e)
 {
@@ -208,7 +215,7 @@ int s3_xml_parse_list(const char *body, size_t len, int url_encoded, struct s3_l
 		else if (is(n, "IsTruncated"))
 			page->truncated = text_is(n, "true");
 		else if (is(n, "NextContinuationToken"))
-			page->next_token = text_dup(n);
+			set_token(page, n);
 	}
 	if (r == 0 && page->truncated && (!page->next_token || !*page->next_token))
 		r = err_set(e, ERR_PARSE, "a truncated listing gave no continuation token");
