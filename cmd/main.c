@@ -16,6 +16,7 @@ struct command {
 static const struct command commands[] = {
 	{ "upload", cmd_upload, "upload files with SigV4, multipart and in parallel" },
 	{ "serve", cmd_serve, "receive bucket notifications and run the handlers" },
+	{ "reprocess", cmd_reprocess, "run the handlers over objects already stored" },
 	{ "ls", cmd_ls, "list the objects under a prefix" },
 	{ "get", cmd_get, "download an object" },
 	{ "rm", cmd_rm, "delete objects" },
