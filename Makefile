@@ -103,6 +103,9 @@ install: $(B)/s3hook
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/s3hook
 	install -m 755 $(B)/s3hook $(DESTDIR)$(PREFIX)/bin/s3hook
 	for h in scripts/handlers/*; do [ -f "$$h" ] && install -m 755 "$$h" $(DESTDIR)$(PREFIX)/libexec/s3hook/; done; true
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|@PREFIX@|$(PREFIX)|g' scripts/s3hook.service >$(DESTDIR)$(PREFIX)/lib/systemd/system/s3hook.service
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/s3hook.service
 
 format:
 	clang-format -i $(LIB_SRC) $(CMD_SRC) $(wildcard */*.h tests/*.c tests/*.h)

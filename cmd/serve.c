@@ -4,15 +4,21 @@
 #include "core/err.h"
 #include "core/ini.h"
 #include "core/log.h"
+#include "core/str.h"
 #include "triggers/serve.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char serve_help[] =
 	"usage: s3hook serve [OPTIONS]\n\n"
@@ -21,7 +27,45 @@ static const char serve_help[] =
 	"[handler NAME]s on the objects as sandboxed subprocesses, uploading what they produce.\n\n"
 	"Signals: SIGTERM or SIGINT stop accepting, let running handlers finish (up to\n"
 	"[jobs] shutdown_grace) and exit; SIGHUP reloads the configuration (a bad file is\n"
-	"refused and the old one kept).\n\n" CMD_COMMON_HELP;
+	"refused and the old one kept).\n\n"
+	"Under systemd (Type=notify, scripts/s3hook.service) it says READY=1 once listening,\n"
+	"RELOADING=1 and READY=1 around a reload, and STOPPING=1.\n\n" CMD_COMMON_HELP;
+
+/* $NOTIFY_SOCKET, taken out of the environment before any thread or child sees it. */
+static char *notify_socket;
+
+/*
+ * sd_notify() without libsystemd: one datagram to the socket systemd named
+ * ("@..." is in the abstract namespace). Nothing when not started by systemd.
+ */
+static void notify(const char *state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t len = notify_socket ? strlen(notify_socket) : 0;
+	int fd;
+
+	if (!len || len >= sizeof(sa.sun_path) ||
+	    (notify_socket[0] != '/' && notify_socket[0] != '@'))
+		return;
+	memcpy(sa.sun_path, notify_socket, len);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0';
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+		return;
+	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (const struct sockaddr *)&sa,
+		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+		log_warn("cannot notify systemd", "error=%s", strerror(errno));
+	close(fd);
+}
+
+static void take_notify_socket(void)
+{
+	const char *v = getenv("NOTIFY_SOCKET");
+
+	if (v && *v)
+		notify_socket = xstrdup(v);
+	unsetenv("NOTIFY_SOCKET");
+}
 
 /* Lets sockets and handler pipes outnumber the usual 1,024. */
 static void raise_nofile(void)
@@ -34,20 +78,42 @@ static void raise_nofile(void)
 	}
 }
 
+/*
+ * The [log] keys of a reloaded file, unless flags set them (flags win, as at
+ * start). config_load() has checked the values by the time this runs.
+ */
+static void take_log_keys(const struct cmd_common *co, const struct ini *ini, enum log_level *level,
+			  enum log_format *format)
+{
+	const char *lv = co->log_level ? co->log_level : ini_get(ini, "log", "level", "info");
+	const char *fmt = co->log_format ? co->log_format : ini_get(ini, "log", "format", "logfmt");
+
+	if (log_level_parse(lv, level) < 0)
+		*level = LOG_INFO;
+	*format = strcmp(fmt, "json") == 0 ? LOG_JSON : LOG_LOGFMT;
+}
+
 static void reload(struct serve *s, const struct cmd_common *co)
 {
+	enum log_level level;
+	enum log_format format;
 	struct ini *ini = NULL;
 	struct err e = ERR_INIT;
 
 	if (!co->conf) {
-		log_warn("SIGHUP: there is no configuration file to reload", "%s", "");
+		log_warn("SIGHUP: there is no configuration file to reload", "file=%s", "");
 		return;
 	}
+	notify("RELOADING=1");
 	if (ini_parse_file(&ini, co->conf->path, INI_INLINE_COMMENTS, &e) < 0) {
 		log_error("configuration not reloaded; the old one stays", "error=%s", e.msg);
+		notify("READY=1");
 		return;
 	}
-	serve_reload(s, ini, &e);
+	take_log_keys(co, ini, &level, &format);
+	if (serve_reload(s, ini, &e) == 0)
+		log_setup(level, format, 2);
+	notify("READY=1");
 }
 
 /* Waits for signals in this thread only; every other thread has them blocked. */
@@ -61,6 +127,7 @@ static void run(struct serve *s, const struct cmd_common *co, const sigset_t *se
 			reload(s, co);
 		} else if (sig == SIGTERM || sig == SIGINT) {
 			log_info("stopping", "signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			notify("STOPPING=1");
 			return;
 		}
 		serve_tick(s);
@@ -89,6 +156,7 @@ int cmd_serve(int argc, char **argv)
 		return cmd_usage_error("serve", "takes no arguments");
 	if (cmd_load_config(&co) < 0)
 		goto out;
+	take_notify_socket();
 	/* Block before any thread starts, so that only run() receives them. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -104,10 +172,13 @@ int cmd_serve(int argc, char **argv)
 		cmd_error("%s", e.msg);
 		goto out;
 	}
+	notify("READY=1");
 	run(s, &co, &set);
 	rc = EXIT_OK;
 out:
 	serve_free(s);
 	cmd_common_release(&co);
+	free(notify_socket);
+	notify_socket = NULL;
 	return rc;
 }

@@ -728,6 +728,8 @@ void config_restart_keys(const struct config *a, const struct config *b, char *o
 		buf_addf(&names, "%s[jobs] workers", names.len ? ", " : "");
 	if (a->max_connections != b->max_connections)
 		buf_addf(&names, "%s[serve] max_connections", names.len ? ", " : "");
+	if (a->connection_timeout_ms != b->connection_timeout_ms)
+		buf_addf(&names, "%s[serve] connection_timeout", names.len ? ", " : "");
 	str_copy(out, size, names.data);
 	buf_release(&names);
 }

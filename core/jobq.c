@@ -669,6 +669,118 @@ int jobq_list(struct jobq *q, const struct jobq_query *qu,
 	return r;
 }
 
+/* ----- summary (on top of jobq_list, for every backend) ----- */
+
+/* One handler's summary being gathered: the runs' wall times for the percentiles. */
+struct summing {
+	struct jobq_handler_summary s;
+	int64_t *walls;
+	size_t n_walls, alloc;
+	int64_t rss_seen, rss_floor; /* largest measured peak; largest "at most" */
+};
+
+struct summary_acc {
+	struct summing *v;
+	size_t n;
+};
+
+static struct summing *summing_of(struct summary_acc *acc, const char *handler)
+{
+	size_t i;
+
+	for (i = 0; i < acc->n; i++)
+		if (!strcmp(acc->v[i].s.handler, handler))
+			return &acc->v[i];
+	acc->v = xrealloc(acc->v, (acc->n + 1) * sizeof(*acc->v));
+	memset(&acc->v[acc->n], 0, sizeof(*acc->v));
+	acc->v[acc->n].s.handler = xstrdup(handler);
+	return &acc->v[acc->n++];
+}
+
+static int summary_add(void *arg, const struct jobq_job *j)
+{
+	struct summing *h = summing_of(arg, j->handler);
+
+	h->s.jobs++;
+	h->s.failures += j->state == JOB_RETRY || j->state == JOB_DEAD;
+	if (j->exit_code < 0 && j->signal <= 0)
+		return 0; /* the handler did not run in the last attempt */
+	h->s.runs++;
+	h->s.cpu_user_s += j->cpu_user_s;
+	h->s.cpu_sys_s += j->cpu_sys_s;
+	if (j->max_rss_kib > h->rss_seen)
+		h->rss_seen = j->max_rss_kib;
+	if (-j->max_rss_kib > h->rss_floor)
+		h->rss_floor = -j->max_rss_kib;
+	if (h->n_walls == h->alloc) {
+		h->alloc = h->alloc ? 2 * h->alloc : 64;
+		h->walls = xrealloc(h->walls, h->alloc * sizeof(*h->walls));
+	}
+	h->walls[h->n_walls++] = j->wall_ms;
+	return 0;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static int cmp_summary(const void *a, const void *b)
+{
+	return strcmp(((const struct jobq_handler_summary *)a)->handler,
+		      ((const struct jobq_handler_summary *)b)->handler);
+}
+
+/* The nearest-rank percentile p (0-100) of n sorted values. */
+static int64_t percentile(const int64_t *v, size_t n, unsigned p)
+{
+	size_t rank = (n * p + 99) / 100;
+
+	return n ? v[rank ? rank - 1 : 0] : 0;
+}
+
+static void summing_end(struct summing *h, struct jobq_handler_summary *out)
+{
+	qsort(h->walls, h->n_walls, sizeof(*h->walls), cmp_i64);
+	h->s.wall_p50_ms = percentile(h->walls, h->n_walls, 50);
+	h->s.wall_p99_ms = percentile(h->walls, h->n_walls, 99);
+	h->s.max_rss_kib = h->rss_seen >= h->rss_floor ? h->rss_seen : -h->rss_floor;
+	*out = h->s;
+	free(h->walls);
+}
+
+int jobq_summary(struct jobq *q, const struct jobq_query *qu, struct jobq_handler_summary **out,
+		 size_t *n, struct err *e)
+{
+	struct summary_acc acc = { NULL, 0 };
+	size_t i;
+	int r = jobq_list(q, qu, summary_add, &acc, e);
+
+	*out = xcalloc(acc.n ? acc.n : 1, sizeof(**out));
+	for (i = 0; i < acc.n; i++)
+		summing_end(&acc.v[i], &(*out)[i]);
+	*n = acc.n;
+	free(acc.v);
+	qsort(*out, *n, sizeof(**out), cmp_summary);
+	if (r < 0) {
+		jobq_summary_free(*out, *n);
+		*out = NULL;
+		*n = 0;
+	}
+	return r;
+}
+
+void jobq_summary_free(struct jobq_handler_summary *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; s && i < n; i++)
+		free(s[i].handler);
+	free(s);
+}
+
 int jobq_count(struct jobq *q, const struct jobq_query *qu, int64_t counts[8], struct err *e)
 {
 	int r;

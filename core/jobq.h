@@ -114,6 +114,11 @@ struct jobq_result {
 	const char *stderr_tail;
 	double cpu_user_s;
 	double cpu_sys_s;
+	/*
+	 * Peak RSS of the handler, KiB. Negative, -N, when it stayed at most N:
+	 * a child made with vfork inherits the daemon's peak as its floor, so a
+	 * smaller peak cannot be seen (core/run.h, worker_rss_honest()).
+	 */
 	int64_t max_rss_kib;
 	int64_t wall_ms;
 };
@@ -220,6 +225,31 @@ int jobq_list(struct jobq *q, const struct jobq_query *qu,
 
 /* Counts of jobs per state (indexed by enum job_state) matching the query. */
 int jobq_count(struct jobq *q, const struct jobq_query *qu, int64_t counts[8], struct err *e);
+
+/*
+ * Metering per handler over the jobs matching qu, for `s3hook jobs --summary`.
+ * A job keeps only its last attempt's usage, so this sums last attempts (the
+ * metrics of `serve` count every attempt); done jobs count until pruned.
+ */
+struct jobq_handler_summary {
+	char *handler;
+	uint64_t jobs;	   /* matching jobs */
+	uint64_t runs;	   /* of which the handler ran in the last attempt */
+	uint64_t failures; /* of which the last attempt failed (retry or dead) */
+	double cpu_user_s; /* of the runs */
+	double cpu_sys_s;
+	int64_t wall_p50_ms; /* of the runs (nearest rank); 0 when none */
+	int64_t wall_p99_ms;
+	int64_t max_rss_kib; /* largest peak; -N: every run stayed at most N (see jobq_result) */
+};
+
+/*
+ * Fills *out with one summary per handler, sorted by name (*out is the
+ * caller's: jobq_summary_free). Built on jobq_list(), so every backend has it.
+ */
+int jobq_summary(struct jobq *q, const struct jobq_query *qu, struct jobq_handler_summary **out,
+		 size_t *n, struct err *e);
+void jobq_summary_free(struct jobq_handler_summary *s, size_t n);
 
 /* Revives one dead (or retry) job, or every dead job when id is 0: pending, attempts reset. */
 int jobq_retry(struct jobq *q, int64_t id, size_t *n, struct err *e);

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,7 +47,12 @@ struct worker_pool {
 	int stopping;
 	struct running *running;
 	struct worker_stats stats;
+	struct worker_handler_stats *hs; /* per handler, in the order first seen */
+	size_t n_hs;
 };
+
+const double worker_duration_buckets[WORKER_N_BUCKETS] = { 0.05, 0.1, 0.25, 0.5, 1,   2.5,
+							   5,	 10,  30,   60,	 120, 300 };
 
 /* What one job needs while it runs. */
 struct job_run {
@@ -62,6 +68,8 @@ struct job_run {
 	char outdir[4200]; /* S3HOOK_OUTPUT_DIR */
 	int depth;	   /* of the source object */
 	int removed;	   /* an ObjectRemoved event: nothing to fetch */
+	int ran;	   /* the handler program ran (res holds its usage) */
+	int64_t rss_kib;   /* its peak RSS as stored (worker_rss_honest) */
 	struct run_result res;
 	struct buf error; /* one line for the job record */
 };
@@ -167,6 +175,69 @@ static int claim(struct worker_pool *p, struct jobq_job *job, struct running **r
 	free(names);
 	free(busy);
 	return r;
+}
+
+/* The counters of a handler, made when first seen (under the lock). */
+static struct worker_handler_stats *hstats(struct worker_pool *p, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < p->n_hs; i++)
+		if (!strcmp(p->hs[i].name, name))
+			return &p->hs[i];
+	p->hs = xrealloc(p->hs, (p->n_hs + 1) * sizeof(*p->hs));
+	memset(&p->hs[p->n_hs], 0, sizeof(*p->hs));
+	p->hs[p->n_hs].name = xstrdup(name);
+	return &p->hs[p->n_hs++];
+}
+
+/* Every configured handler has its counters from the start, zeros included (under the lock). */
+static void hstats_config(struct worker_pool *p, const struct config *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_handlers; i++)
+		hstats(p, cfg->handlers[i].name);
+}
+
+int64_t worker_rss_honest(long child_max_rss_kib, long self_peak_kib)
+{
+	if (child_max_rss_kib > self_peak_kib)
+		return child_max_rss_kib;
+	return -(int64_t)self_peak_kib;
+}
+
+static long self_peak_kib(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) < 0)
+		return 0;
+	return ru.ru_maxrss;
+}
+
+/* Counts an attempt's end, and what its run cost, for the handler's metrics. */
+static void record(struct job_run *jr, int outcome)
+{
+	struct worker_pool *p = jr->p;
+	struct worker_handler_stats *h;
+	double s = (double)jr->res.wall_ms / 1000.0;
+	size_t i;
+
+	pthread_mutex_lock(&p->lock);
+	h = hstats(p, jr->job->handler);
+	h->outcomes[outcome]++;
+	if (jr->ran) {
+		h->runs++;
+		for (i = 0; i < WORKER_N_BUCKETS; i++)
+			h->duration_le[i] += s <= worker_duration_buckets[i];
+		h->duration_sum_s += s;
+		h->cpu_user_s += (double)jr->res.user_ms / 1000.0;
+		h->cpu_sys_s += (double)jr->res.sys_ms / 1000.0;
+		if (jr->rss_kib > h->max_rss_kib)
+			h->max_rss_kib = jr->rss_kib;
+	}
+	pthread_mutex_unlock(&p->lock);
 }
 
 static void count(struct worker_pool *p, uint64_t *counter)
@@ -308,6 +379,11 @@ static int run_handler(struct job_run *jr, struct err *e)
 	cmd.out_cap = cmd.err_cap = (size_t)jr->h->output_tail;
 	cmd.cancel = &jr->reg->cancel;
 	r = run_cmd(&cmd, &jr->res, e);
+	if (r == 0) {
+		jr->ran = 1;
+		/* Read after the run: the floor the child inherited is at most this. */
+		jr->rss_kib = worker_rss_honest(jr->res.max_rss_kib, self_peak_kib());
+	}
 out:
 	run_vec_release(&env);
 	buf_release(&in);
@@ -409,7 +485,7 @@ static void fill_result(const struct job_run *jr, struct jobq_result *res)
 	res->stderr_tail = jr->res.err.data;
 	res->cpu_user_s = (double)jr->res.user_ms / 1000.0;
 	res->cpu_sys_s = (double)jr->res.sys_ms / 1000.0;
-	res->max_rss_kib = jr->res.max_rss_kib;
+	res->max_rss_kib = jr->rss_kib;
 	res->wall_ms = (int64_t)jr->res.wall_ms;
 }
 
@@ -437,8 +513,10 @@ static const char *end_job(struct job_run *jr, enum job_state state, int failed)
 	if (r < 0) {
 		log_warn("cannot record the job's end", "job=%lld handler=%s error=%s",
 			 (long long)jr->job->id, jr->job->handler, e.msg);
+		record(jr, WORKER_LOST);
 		return "lost";
 	}
+	record(jr, (int)final);
 	count(p, final == JOB_DONE	    ? &p->stats.done
 		 : final == JOB_RETRY	    ? &p->stats.retried
 		 : final == JOB_DEAD	    ? &p->stats.dead
@@ -526,9 +604,12 @@ static void run_job(struct worker_pool *p, const struct config *cfg, struct jobq
 	buf_init_cap(&jr.error, 2000);
 	outcome = process(&jr);
 	log_info("job ended",
-		 "job=%lld handler=%s bucket=%s key=%s attempt=%d outcome=%s ms=%llu error=%s",
+		 "job=%lld handler=%s bucket=%s key=%s attempt=%d outcome=%s ms=%llu cpu_ms=%llu "
+		 "rss_kib=%lld error=%s",
 		 (long long)job->id, job->handler, job->bucket, job->key, job->attempts, outcome,
-		 (unsigned long long)jr.res.wall_ms, jr.error.data);
+		 (unsigned long long)jr.res.wall_ms,
+		 (unsigned long long)(jr.res.user_ms + jr.res.sys_ms), (long long)jr.rss_kib,
+		 jr.error.data);
 	if (jr.dir[0] && strstr(jr.dir, "XXXXXX") == NULL)
 		nftw(jr.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	event_release(&jr.ev);
@@ -630,6 +711,7 @@ struct worker_pool *worker_pool_new(const struct config *cfg, struct jobq *q,
 	p->cfg = cfg;
 	p->q = q;
 	p->s3 = s3;
+	hstats_config(p, cfg);
 	return p;
 }
 
@@ -689,6 +771,7 @@ void worker_pool_free(struct worker_pool *p)
 	worker_pool_stop(p, 0);
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->changed);
+	worker_handler_stats_free(p->hs, p->n_hs);
 	free(p->threads);
 	free(p);
 }
@@ -697,6 +780,7 @@ void worker_pool_set_config(struct worker_pool *p, const struct config *cfg)
 {
 	pthread_mutex_lock(&p->lock);
 	p->cfg = cfg;
+	hstats_config(p, cfg);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -705,4 +789,35 @@ void worker_pool_stats(struct worker_pool *p, struct worker_stats *out)
 	pthread_mutex_lock(&p->lock);
 	*out = p->stats;
 	pthread_mutex_unlock(&p->lock);
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(((const struct worker_handler_stats *)a)->name,
+		      ((const struct worker_handler_stats *)b)->name);
+}
+
+size_t worker_pool_handler_stats(struct worker_pool *p, struct worker_handler_stats **out)
+{
+	size_t i, n;
+
+	pthread_mutex_lock(&p->lock);
+	n = p->n_hs;
+	*out = xcalloc(n ? n : 1, sizeof(**out));
+	for (i = 0; i < n; i++) {
+		(*out)[i] = p->hs[i];
+		(*out)[i].name = xstrdup(p->hs[i].name);
+	}
+	pthread_mutex_unlock(&p->lock);
+	qsort(*out, n, sizeof(**out), by_name);
+	return n;
+}
+
+void worker_handler_stats_free(struct worker_handler_stats *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(s[i].name);
+	free(s);
 }

@@ -18,6 +18,7 @@
 #ifndef S3HOOK_WORKER_H
 #define S3HOOK_WORKER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct config;
@@ -56,6 +57,45 @@ void worker_pool_free(struct worker_pool *p);
 void worker_pool_set_config(struct worker_pool *p, const struct config *cfg);
 
 void worker_pool_stats(struct worker_pool *p, struct worker_stats *out);
+
+/* Upper bounds (seconds) of the run-duration histogram's buckets; +Inf is implied. */
+#define WORKER_N_BUCKETS 12
+extern const double worker_duration_buckets[WORKER_N_BUCKETS];
+
+/* Index of worker_handler_stats.outcomes past the job states: the end could not be recorded. */
+#define WORKER_LOST	  8
+#define WORKER_N_OUTCOMES 9
+
+/*
+ * What one handler's jobs cost since the pool started, for metrics: every
+ * attempt counted, not only the last one a job keeps.
+ */
+struct worker_handler_stats {
+	char *name;
+	/* attempts by the state they ended in (JOB_PENDING: given back at shutdown), and lost */
+	uint64_t outcomes[WORKER_N_OUTCOMES];
+	uint64_t runs;				/* attempts in which the program ran */
+	uint64_t duration_le[WORKER_N_BUCKETS]; /* runs of at most each bound (cumulative) */
+	double duration_sum_s;			/* wall time of the runs */
+	double cpu_user_s;
+	double cpu_sys_s;
+	int64_t max_rss_kib; /* largest peak measured (see struct jobq_result); 0: none */
+};
+
+/*
+ * A copy of the counters of every handler configured since the pool started
+ * (a handler a reload removed keeps its counters), sorted by name; *out is
+ * the caller's, freed with worker_handler_stats_free(). Returns how many.
+ */
+size_t worker_pool_handler_stats(struct worker_pool *p, struct worker_handler_stats **out);
+void worker_handler_stats_free(struct worker_handler_stats *s, size_t n);
+
+/*
+ * The peak RSS to store for a run (KiB): the child's, or, when it is not above
+ * `self_peak_kib` (the daemon's own peak, which a vfork'd child inherits as its
+ * floor, see core/run.h), -self_peak_kib: "at most that much, no more is known".
+ */
+int64_t worker_rss_honest(long child_max_rss_kib, long self_peak_kib);
 
 /* Retry delay after `attempts` failed attempts: base * 2^(attempts-1), at most max, jittered. */
 uint64_t worker_backoff_ms(uint64_t base_ms, uint64_t max_ms, int attempts);

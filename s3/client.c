@@ -14,19 +14,62 @@
 #include <unistd.h>
 
 #define MAX_HEADERS 48
+/* Credentials are refreshed this long before they expire (or at half their life, if sooner). */
+#define CREDS_EARLY_S 300
+/* After a failed refresh, the next try waits this long. */
+#define CREDS_RETRY_S 10
+
+/* Keys shared by the requests signed with them; freed by the last one. */
+struct creds {
+	int refs; /* under creds_lock */
+	char *access_key;
+	char *secret_key;
+	char *session_token;
+};
 
 struct s3_client {
-	struct s3_config cfg;
-	char *scheme; /* "http" or "https" */
-	char *host;   /* host[:port], the Host header */
+	struct s3_config cfg; /* its keys are the first creds'; later ones live in `creds` */
+	char *scheme;	      /* "http" or "https" */
+	char *host;	      /* host[:port], the Host header */
 	int path_style;
 	pthread_mutex_t lock;
 	CURL **idle; /* handles whose connections stay open for the next request */
 	size_t n_idle;
+
+	pthread_mutex_t creds_lock;   /* creds and the schedule below */
+	pthread_mutex_t refresh_lock; /* one refresh at a time, outside creds_lock */
+	struct creds *creds;
+	time_t expires;	   /* of creds; 0: never */
+	time_t refresh_at; /* 0: not by time */
+	time_t checked_at; /* when the ~/.aws files were last looked at */
+	uint64_t stamp;	   /* s3_config_files_stamp() of the files creds came from */
+
+	struct s3_stats st; /* atomics */
 };
+
+#define COUNT(p) __atomic_fetch_add(p, 1, __ATOMIC_RELAXED)
+
+static const char *const op_names[S3_OP_N] = {
+	[S3_OP_GET_OBJECT] = "GetObject",
+	[S3_OP_HEAD_OBJECT] = "HeadObject",
+	[S3_OP_PUT_OBJECT] = "PutObject",
+	[S3_OP_COPY_OBJECT] = "CopyObject",
+	[S3_OP_DELETE_OBJECT] = "DeleteObject",
+	[S3_OP_LIST_OBJECTS] = "ListObjectsV2",
+	[S3_OP_CREATE_BUCKET] = "CreateBucket",
+	[S3_OP_DELETE_BUCKET] = "DeleteBucket",
+	[S3_OP_MPU_CREATE] = "CreateMultipartUpload",
+	[S3_OP_MPU_PART] = "UploadPart",
+	[S3_OP_MPU_COMPLETE] = "CompleteMultipartUpload",
+	[S3_OP_MPU_ABORT] = "AbortMultipartUpload",
+	[S3_OP_MPU_LIST_PARTS] = "ListParts",
+};
+
+static const char *const status_names[S3_ST_N] = { "2xx", "3xx", "4xx", "5xx", "error" };
 
 /* One request as the operations describe it. */
 struct req {
+	enum s3_op op;
 	const char *method;
 	const char *bucket;
 	const char *key; /* NULL for bucket requests */
@@ -74,6 +117,7 @@ void s3_config_release(struct s3_config *cfg)
 		explicit_bzero(cfg->secret_key, strlen(cfg->secret_key));
 	free(cfg->secret_key);
 	free(cfg->session_token);
+	free(cfg->profile);
 	*cfg = (struct s3_config)S3_CONFIG_INIT;
 }
 
@@ -86,6 +130,7 @@ static void copy_config(struct s3_config *dst, const struct s3_config *src)
 	dst->access_key = src->access_key ? xstrdup(src->access_key) : NULL;
 	dst->secret_key = src->secret_key ? xstrdup(src->secret_key) : NULL;
 	dst->session_token = src->session_token ? xstrdup(src->session_token) : NULL;
+	dst->profile = src->profile ? xstrdup(src->profile) : NULL;
 }
 
 /* Whether a host (without port) is an IPv4 or bracketed IPv6 address. */
@@ -130,6 +175,192 @@ static int parse_endpoint(struct s3_client *c, struct err *e)
 	return 0;
 }
 
+/* ---- credentials ------------------------------------------------------------------ */
+
+static struct creds *creds_new(const struct s3_config *cfg)
+{
+	struct creds *cr = xcalloc(1, sizeof(*cr));
+
+	cr->refs = 1;
+	cr->access_key = cfg->access_key ? xstrdup(cfg->access_key) : NULL;
+	cr->secret_key = cfg->secret_key ? xstrdup(cfg->secret_key) : NULL;
+	cr->session_token = cfg->session_token ? xstrdup(cfg->session_token) : NULL;
+	return cr;
+}
+
+/* Drops one reference (under creds_lock); frees on the last. */
+static void creds_unref(struct creds *cr)
+{
+	if (!cr || --cr->refs > 0)
+		return;
+	free(cr->access_key);
+	if (cr->secret_key)
+		explicit_bzero(cr->secret_key, strlen(cr->secret_key));
+	free(cr->secret_key);
+	free(cr->session_token);
+	free(cr);
+}
+
+/* When keys that expire at `expires`, fetched at `now`, are to be fetched again. */
+static time_t refresh_time(time_t now, time_t expires)
+{
+	time_t early = (expires - now) / 2;
+
+	if (!expires)
+		return 0;
+	return expires - (early < CREDS_EARLY_S ? (early > 0 ? early : 0) : CREDS_EARLY_S);
+}
+
+/* Swaps in freshly fetched keys (under creds_lock). */
+static void creds_install(struct s3_client *c, const struct s3_config *fresh, time_t now)
+{
+	creds_unref(c->creds);
+	c->creds = creds_new(fresh);
+	c->expires = fresh->expires;
+	c->refresh_at = refresh_time(now, fresh->expires);
+}
+
+/* Whether the keys are to be fetched again: their time has come, or the files changed. */
+static int creds_stale(const struct s3_client *c, time_t now)
+{
+	if (c->refresh_at && now >= c->refresh_at)
+		return 1;
+	return s3_config_files_stamp() != c->stamp;
+}
+
+/* As creds_stale(), looking at the files once a second at most (under creds_lock). */
+static int creds_due(struct s3_client *c, time_t now)
+{
+	if (!c->cfg.profile)
+		return 0;
+	if (c->refresh_at && now >= c->refresh_at)
+		return 1;
+	if (now == c->checked_at)
+		return 0;
+	c->checked_at = now;
+	return creds_stale(c, now);
+}
+
+/*
+ * Fetches the keys again, unless another thread is at it and the current keys
+ * still work. Fails only when the keys have expired and cannot be renewed.
+ */
+static int creds_refresh(struct s3_client *c, time_t now, struct err *e)
+{
+	struct s3_config fresh = S3_CONFIG_INIT;
+	struct err fe = ERR_INIT;
+	uint64_t stamp;
+	int r = 0;
+
+	pthread_mutex_lock(&c->creds_lock);
+	r = c->expires && now >= c->expires; /* expired: must wait for the refresh */
+	pthread_mutex_unlock(&c->creds_lock);
+	if (r)
+		pthread_mutex_lock(&c->refresh_lock);
+	else if (pthread_mutex_trylock(&c->refresh_lock) != 0)
+		return 0;
+	pthread_mutex_lock(&c->creds_lock);
+	r = creds_stale(c, now); /* another thread may have just done it */
+	pthread_mutex_unlock(&c->creds_lock);
+	if (!r)
+		goto out;
+	fresh.profile = xstrdup(c->cfg.profile);
+	stamp = s3_config_files_stamp();
+	r = s3_config_refresh(&fresh, &fe);
+	pthread_mutex_lock(&c->creds_lock);
+	c->stamp = stamp; /* these files were read, whatever came of it */
+	if (r == 0) {
+		COUNT(&c->st.credential_refreshes);
+		creds_install(c, &fresh, now);
+	} else {
+		COUNT(&c->st.credential_failures);
+		c->refresh_at = now + CREDS_RETRY_S;
+		if (c->expires && now >= c->expires)
+			err_set(e, ERR_AUTH, "credentials of profile '%s' expired: %s",
+				SHORT(c->cfg.profile), fe.msg);
+		else
+			r = 0;
+	}
+	pthread_mutex_unlock(&c->creds_lock);
+out:
+	pthread_mutex_unlock(&c->refresh_lock);
+	s3_config_release(&fresh);
+	return r < 0 ? -1 : 0;
+}
+
+/* The keys to sign a request with, refreshed first when due; creds_put() them after. */
+static struct creds *creds_get(struct s3_client *c, struct err *e)
+{
+	time_t now = time(NULL);
+	struct creds *cr;
+	int due;
+
+	pthread_mutex_lock(&c->creds_lock);
+	due = creds_due(c, now);
+	pthread_mutex_unlock(&c->creds_lock);
+	if (due && creds_refresh(c, now, e) < 0)
+		return NULL;
+	pthread_mutex_lock(&c->creds_lock);
+	cr = c->creds;
+	cr->refs++;
+	pthread_mutex_unlock(&c->creds_lock);
+	return cr;
+}
+
+static void creds_put(struct s3_client *c, struct creds *cr)
+{
+	pthread_mutex_lock(&c->creds_lock);
+	creds_unref(cr);
+	pthread_mutex_unlock(&c->creds_lock);
+}
+
+static void creds_init(struct s3_client *c)
+{
+	time_t now = time(NULL);
+
+	pthread_mutex_init(&c->creds_lock, NULL);
+	pthread_mutex_init(&c->refresh_lock, NULL);
+	c->creds = creds_new(&c->cfg);
+	c->expires = c->cfg.expires;
+	c->refresh_at = refresh_time(now, c->cfg.expires);
+	c->checked_at = now;
+	c->stamp = c->cfg.profile ? s3_config_files_stamp() : 0;
+}
+
+void s3_client_stats(struct s3_client *c, struct s3_stats *out)
+{
+	size_t i, j;
+
+	for (i = 0; i < S3_OP_N; i++)
+		for (j = 0; j < S3_ST_N; j++)
+			out->requests[i][j] =
+				__atomic_load_n(&c->st.requests[i][j], __ATOMIC_RELAXED);
+	out->credential_refreshes = __atomic_load_n(&c->st.credential_refreshes, __ATOMIC_RELAXED);
+	out->credential_failures = __atomic_load_n(&c->st.credential_failures, __ATOMIC_RELAXED);
+}
+
+const char *s3_op_name(enum s3_op op)
+{
+	return (unsigned)op < S3_OP_N ? op_names[op] : "?";
+}
+
+const char *s3_status_class_name(enum s3_status_class s)
+{
+	return (unsigned)s < S3_ST_N ? status_names[s] : "?";
+}
+
+/* Counts one attempt by how it ended. */
+static void count_attempt(struct s3_client *c, const struct req *r, CURLcode rc, long status)
+{
+	enum s3_status_class k = S3_ST_ERROR;
+
+	if (rc == CURLE_OK && status >= 200 && status < 600)
+		k = (enum s3_status_class)(status / 100 - 2);
+	else if (rc == CURLE_OK && status >= 100 && status < 200)
+		k = S3_ST_2XX; /* an interim answer only: cannot be the last */
+	COUNT(&c->st.requests[r->op][k]);
+}
+
 struct s3_client *s3_client_new(const struct s3_config *cfg, struct err *e)
 {
 	struct s3_client *c;
@@ -138,6 +369,7 @@ struct s3_client *s3_client_new(const struct s3_config *cfg, struct err *e)
 	c = xcalloc(1, sizeof(*c));
 	copy_config(&c->cfg, cfg);
 	pthread_mutex_init(&c->lock, NULL);
+	creds_init(c);
 	if (parse_endpoint(c, e) < 0) {
 		s3_client_free(c);
 		return NULL;
@@ -155,6 +387,9 @@ void s3_client_free(struct s3_client *c)
 		curl_easy_cleanup(c->idle[i]);
 	free(c->idle);
 	pthread_mutex_destroy(&c->lock);
+	creds_unref(c->creds);
+	pthread_mutex_destroy(&c->creds_lock);
+	pthread_mutex_destroy(&c->refresh_lock);
 	s3_config_release(&c->cfg);
 	free(c->scheme);
 	free(c->host);
@@ -223,7 +458,8 @@ static const char *empty_sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b9
 static int prepare(struct s3_client *c, const struct req *r, struct buf *url,
 		   struct curl_slist **list, struct err *e)
 {
-	struct sigv4_creds creds = { c->cfg.access_key, c->cfg.secret_key, c->cfg.session_token };
+	struct creds *cr = creds_get(c, e);
+	struct sigv4_creds creds = { NULL, NULL, NULL };
 	struct sigv4_request sr = { .method = r->method, .region = c->cfg.region, .service = "s3" };
 	struct sigv4_header h[MAX_HEADERS + 4];
 	struct buf path = BUF_INIT, host = BUF_INIT, auth = BUF_INIT, line = BUF_INIT;
@@ -231,6 +467,9 @@ static int prepare(struct s3_client *c, const struct req *r, struct buf *url,
 	size_t n = 0, i;
 	int rc = -1;
 
+	if (!cr)
+		return -1;
+	creds = (struct sigv4_creds){ cr->access_key, cr->secret_key, cr->session_token };
 	sr.when = c->cfg.clock ? c->cfg.clock() : time(NULL);
 	sigv4_amz_date(date, sr.when);
 	if (r->body && !(r->body->fd >= 0) && r->body->len)
@@ -244,8 +483,8 @@ static int prepare(struct s3_client *c, const struct req *r, struct buf *url,
 	h[n++] = (struct sigv4_header){ "host", host.data };
 	h[n++] = (struct sigv4_header){ "x-amz-date", date };
 	h[n++] = (struct sigv4_header){ "x-amz-content-sha256", hash };
-	if (c->cfg.session_token && *c->cfg.session_token)
-		h[n++] = (struct sigv4_header){ "x-amz-security-token", c->cfg.session_token };
+	if (cr->session_token && *cr->session_token)
+		h[n++] = (struct sigv4_header){ "x-amz-security-token", cr->session_token };
 	for (i = 0; i < r->n_hdr; i++)
 		h[n++] = r->hdr[i];
 	sr.path = path.data;
@@ -271,6 +510,7 @@ static int prepare(struct s3_client *c, const struct req *r, struct buf *url,
 	*list = curl_slist_append(*list, "Expect:");
 	rc = 0;
 out:
+	creds_put(c, cr);
 	buf_release(&path);
 	buf_release(&host);
 	buf_release(&auth);
@@ -610,6 +850,7 @@ static int attempt(struct s3_client *c, CURL *h, const struct req *r, struct res
 	detail[0] = '\0';
 	rs->status = 0;
 	*rc = curl_easy_perform(h);
+	count_attempt(c, r, *rc, rs->status);
 	curl_slist_free_all(list);
 	buf_release(&url);
 	return 0;
@@ -684,9 +925,9 @@ static int request(struct s3_client *c, struct req *r, struct s3_object_info *in
 	return ret;
 }
 
-static struct req req_init(const char *method, const char *bucket, const char *key)
+static struct req req_init(enum s3_op op, const char *method, const char *bucket, const char *key)
 {
-	struct req r = { .method = method, .bucket = bucket, .key = key, .out_fd = -1 };
+	struct req r = { .op = op, .method = method, .bucket = bucket, .key = key, .out_fd = -1 };
 
 	r.query = (struct buf)BUF_INIT;
 	r.idempotent = strcmp(method, "POST") != 0;
@@ -743,7 +984,7 @@ int s3_put_object(struct s3_client *c, const char *bucket, const char *key,
 		  const struct s3_body *body, const struct s3_put_opts *opts,
 		  struct s3_object_info *info, struct err *e)
 {
-	struct req r = req_init("PUT", bucket, key);
+	struct req r = req_init(S3_OP_PUT_OBJECT, "PUT", bucket, key);
 	struct s3_body empty = S3_BODY_INIT;
 	struct hdrs hs = { .n = 0 };
 	int ret;
@@ -777,7 +1018,7 @@ static void add_get_headers(struct req *r, const struct s3_get_opts *opts, char 
 int s3_get_object(struct s3_client *c, const char *bucket, const char *key, int fd,
 		  const struct s3_get_opts *opts, struct s3_object_info *info, struct err *e)
 {
-	struct req r = req_init("GET", bucket, key);
+	struct req r = req_init(S3_OP_GET_OBJECT, "GET", bucket, key);
 	char range[64], if_match[160];
 
 	r.out_fd = fd;
@@ -791,7 +1032,7 @@ int s3_get_object(struct s3_client *c, const char *bucket, const char *key, int 
 int s3_get_object_mem(struct s3_client *c, const char *bucket, const char *key, size_t cap,
 		      struct buf *out, struct s3_object_info *info, struct err *e)
 {
-	struct req r = req_init("GET", bucket, key);
+	struct req r = req_init(S3_OP_GET_OBJECT, "GET", bucket, key);
 	size_t old_cap = out->cap;
 	int ret;
 
@@ -810,7 +1051,7 @@ int s3_get_object_mem(struct s3_client *c, const char *bucket, const char *key, 
 int s3_head_object(struct s3_client *c, const char *bucket, const char *key,
 		   const struct s3_get_opts *opts, struct s3_object_info *info, struct err *e)
 {
-	struct req r = req_init("HEAD", bucket, key);
+	struct req r = req_init(S3_OP_HEAD_OBJECT, "HEAD", bucket, key);
 	char range[64], if_match[160];
 
 	add_get_headers(&r, opts, range, sizeof(range), if_match, sizeof(if_match));
@@ -819,7 +1060,7 @@ int s3_head_object(struct s3_client *c, const char *bucket, const char *key,
 
 int s3_delete_object(struct s3_client *c, const char *bucket, const char *key, struct err *e)
 {
-	struct req r = req_init("DELETE", bucket, key);
+	struct req r = req_init(S3_OP_DELETE_OBJECT, "DELETE", bucket, key);
 
 	return request(c, &r, NULL, NULL, e);
 }
@@ -839,7 +1080,7 @@ int s3_copy_object(struct s3_client *c, const char *src_bucket, const char *src_
 		   const char *bucket, const char *key, struct s3_object_info *info,
 		   struct err *e)
 {
-	struct req r = req_init("PUT", bucket, key);
+	struct req r = req_init(S3_OP_COPY_OBJECT, "PUT", bucket, key);
 	struct buf src = BUF_INIT, xml = BUF_INIT;
 	int ret;
 
@@ -860,14 +1101,14 @@ int s3_copy_object(struct s3_client *c, const char *src_bucket, const char *src_
 
 int s3_create_bucket(struct s3_client *c, const char *bucket, struct err *e)
 {
-	struct req r = req_init("PUT", bucket, NULL);
+	struct req r = req_init(S3_OP_CREATE_BUCKET, "PUT", bucket, NULL);
 
 	return request(c, &r, NULL, NULL, e);
 }
 
 int s3_delete_bucket(struct s3_client *c, const char *bucket, struct err *e)
 {
-	struct req r = req_init("DELETE", bucket, NULL);
+	struct req r = req_init(S3_OP_DELETE_BUCKET, "DELETE", bucket, NULL);
 
 	return request(c, &r, NULL, NULL, e);
 }
@@ -889,7 +1130,7 @@ void s3_list_page_release(struct s3_list_page *page)
 int s3_list_objects(struct s3_client *c, const char *bucket, const struct s3_list_opts *opts,
 		    struct s3_list_page *page, struct err *e)
 {
-	struct req r = req_init("GET", bucket, NULL);
+	struct req r = req_init(S3_OP_LIST_OBJECTS, "GET", bucket, NULL);
 	struct buf xml = BUF_INIT;
 	char max[16];
 	int ret;
@@ -922,7 +1163,7 @@ int s3_list_objects(struct s3_client *c, const char *bucket, const struct s3_lis
 int s3_mpu_create(struct s3_client *c, const char *bucket, const char *key,
 		  const struct s3_put_opts *opts, char **upload_id, struct err *e)
 {
-	struct req r = req_init("POST", bucket, key);
+	struct req r = req_init(S3_OP_MPU_CREATE, "POST", bucket, key);
 	struct buf xml = BUF_INIT;
 	struct hdrs hs = { .n = 0 };
 	char id[1024];
@@ -945,7 +1186,7 @@ int s3_mpu_upload_part(struct s3_client *c, const char *bucket, const char *key,
 		       const char *upload_id, unsigned part, const struct s3_body *body,
 		       char etag[128], struct err *e)
 {
-	struct req r = req_init("PUT", bucket, key);
+	struct req r = req_init(S3_OP_MPU_PART, "PUT", bucket, key);
 	struct s3_object_info info = S3_OBJECT_INFO_INIT;
 	char num[16];
 	int ret;
@@ -970,7 +1211,7 @@ int s3_mpu_complete(struct s3_client *c, const char *bucket, const char *key,
 		    const char *upload_id, const struct s3_part *parts, size_t n_parts,
 		    struct s3_object_info *info, struct err *e)
 {
-	struct req r = req_init("POST", bucket, key);
+	struct req r = req_init(S3_OP_MPU_COMPLETE, "POST", bucket, key);
 	struct buf doc = BUF_INIT, xml = BUF_INIT;
 	struct s3_body body = S3_BODY_INIT;
 	size_t i;
@@ -1002,7 +1243,7 @@ int s3_mpu_complete(struct s3_client *c, const char *bucket, const char *key,
 int s3_mpu_abort(struct s3_client *c, const char *bucket, const char *key,
 		 const char *upload_id, struct err *e)
 {
-	struct req r = req_init("DELETE", bucket, key);
+	struct req r = req_init(S3_OP_MPU_ABORT, "DELETE", bucket, key);
 
 	query_add(&r.query, "uploadId", upload_id);
 	return request(c, &r, NULL, NULL, e);
@@ -1019,7 +1260,7 @@ int s3_mpu_list_parts(struct s3_client *c, const char *bucket, const char *key,
 	*parts = NULL;
 	*n_parts = 0;
 	do {
-		struct req r = req_init("GET", bucket, key);
+		struct req r = req_init(S3_OP_MPU_LIST_PARTS, "GET", bucket, key);
 		struct buf xml = BUF_INIT;
 		query_add(&r.query, "uploadId", upload_id);
 		if (marker) {
@@ -1042,13 +1283,17 @@ int s3_mpu_list_parts(struct s3_client *c, const char *bucket, const char *key,
 int s3_presign(struct s3_client *c, const char *method, const char *bucket, const char *key,
 	       unsigned expires, char **url, struct err *e)
 {
-	struct sigv4_creds creds = { c->cfg.access_key, c->cfg.secret_key, c->cfg.session_token };
 	struct sigv4_request sr = { .method = method, .region = c->cfg.region, .service = "s3" };
-	struct req r = req_init(method, bucket, key);
+	struct req r = req_init(S3_OP_GET_OBJECT, method, bucket, key);
 	struct buf path = BUF_INIT, host = BUF_INIT, q = BUF_INIT, u = BUF_INIT;
+	struct creds *cr = creds_get(c, e);
+	struct sigv4_creds creds;
 	struct sigv4_header h;
 	int ret;
 
+	if (!cr)
+		return -1;
+	creds = (struct sigv4_creds){ cr->access_key, cr->secret_key, cr->session_token };
 	build_path(c, &r, &path);
 	build_host(c, &r, &host);
 	h = (struct sigv4_header){ "host", host.data };
@@ -1068,6 +1313,7 @@ int s3_presign(struct s3_client *c, const char *method, const char *bucket, cons
 	buf_release(&q);
 	buf_release(&u);
 	buf_release(&r.query);
+	creds_put(c, cr);
 	return ret;
 }
 

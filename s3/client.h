@@ -46,6 +46,14 @@ struct s3_config {
 	unsigned retries;	     /* extra attempts for idempotent requests; default 4 */
 	unsigned retry_base_ms;	     /* first backoff; default 200 ms, doubling, with jitter */
 	time_t (*clock)(void);	     /* signing time; time() when NULL */
+	/*
+	 * Where the keys came from, so that a client that lives long (serve) can
+	 * fetch them again: the ~/.aws profile when they came from its files or its
+	 * credential_process (NULL: from the environment or flags, never re-read),
+	 * and when they expire (0: never; credential_process's Expiration).
+	 */
+	char *profile;
+	time_t expires;
 };
 
 #define S3_CONFIG_INIT                                                                             \
@@ -66,8 +74,69 @@ struct s3_config {
 int s3_config_load(struct s3_config *cfg, const struct ini *conf, struct err *e);
 void s3_config_release(struct s3_config *cfg);
 
+/*
+ * The credentials of cfg->profile as the ~/.aws files give them now, in the
+ * order awscli takes them: aws_access_key_id in ~/.aws/credentials, else the
+ * profile's credential_process (run without a shell; its stdout is the JSON
+ * {"Version":1,"AccessKeyId":..,"SecretAccessKey":..,"SessionToken":..,
+ * "Expiration":"2030-01-01T00:00:00Z"}), else the keys in ~/.aws/config.
+ * Replaces cfg's keys, token and expiry only when it succeeds. Does nothing
+ * when cfg->profile is NULL. The client calls it itself (see s3_client_new).
+ */
+int s3_config_refresh(struct s3_config *cfg, struct err *e);
+
+/* A number that changes when ~/.aws/credentials or ~/.aws/config changes (or appears). */
+uint64_t s3_config_files_stamp(void);
+
+/*
+ * A client for cfg (copied). When the keys came from a profile, the client
+ * fetches them again by itself (s3_config_refresh) before they expire (5
+ * minutes before, or half their lifetime when that is shorter) and when the
+ * ~/.aws files change (looked at once a second at most, when a request is
+ * made); requests under way keep the keys they were signed with. A failed
+ * refresh keeps the old keys while they last and is tried again 10 s later;
+ * once they have expired, requests fail with the refresh's error.
+ */
 struct s3_client *s3_client_new(const struct s3_config *cfg, struct err *e);
 void s3_client_free(struct s3_client *c);
+
+/* The operations the client counts requests of (struct s3_stats). */
+enum s3_op {
+	S3_OP_GET_OBJECT,
+	S3_OP_HEAD_OBJECT,
+	S3_OP_PUT_OBJECT,
+	S3_OP_COPY_OBJECT,
+	S3_OP_DELETE_OBJECT,
+	S3_OP_LIST_OBJECTS,
+	S3_OP_CREATE_BUCKET,
+	S3_OP_DELETE_BUCKET,
+	S3_OP_MPU_CREATE,
+	S3_OP_MPU_PART,
+	S3_OP_MPU_COMPLETE,
+	S3_OP_MPU_ABORT,
+	S3_OP_MPU_LIST_PARTS,
+	S3_OP_N
+};
+
+/* How an attempt ended: the class of the HTTP status, or no answer at all. */
+enum s3_status_class { S3_ST_2XX, S3_ST_3XX, S3_ST_4XX, S3_ST_5XX, S3_ST_ERROR, S3_ST_N };
+
+/*
+ * Requests sent since s3_client_new(), each attempt counted (a retried
+ * request counts once per try), by operation and status class. Only grow.
+ */
+struct s3_stats {
+	uint64_t requests[S3_OP_N][S3_ST_N];
+	uint64_t credential_refreshes;
+	uint64_t credential_failures;
+};
+
+/* A snapshot of the counters (each read atomically). */
+void s3_client_stats(struct s3_client *c, struct s3_stats *out);
+
+/* "GetObject", "PutObject", ... (the S3 API's names); "2xx", ..., "error". */
+const char *s3_op_name(enum s3_op op);
+const char *s3_status_class_name(enum s3_status_class s);
 
 /* A request body: nothing, bytes in memory, or a range of a file read with pread. */
 struct s3_body {

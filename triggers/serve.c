@@ -8,6 +8,7 @@
 #include "core/str.h"
 #include "core/worker.h"
 #include "s3/client.h"
+#include "triggers/metrics.h"
 #include "triggers/webhook.h"
 
 #include <stdlib.h>
@@ -31,6 +32,7 @@ struct serve {
 	struct jobq *work_q;
 	struct webhook *hook;
 	struct worker_pool *pool;
+	struct metrics *metrics;
 	int64_t last_prune_ms;
 	int started;
 };
@@ -100,7 +102,11 @@ int serve_start(struct serve *s, struct err *e)
 	if (!(s->pool = worker_pool_new(cfg, s->work_q, s->s3, e)) ||
 	    worker_pool_start(s->pool, e) < 0)
 		return -1;
-	if (!(s->hook = webhook_new(cfg, s->ingest_q, e)) || webhook_start(s->hook, e) < 0)
+	if (!(s->hook = webhook_new(cfg, s->ingest_q, e)))
+		return -1;
+	s->metrics = metrics_new(s->hook, s->pool, s->s3, s->work_q);
+	webhook_set_metrics(s->hook, metrics_render, s->metrics);
+	if (webhook_start(s->hook, e) < 0)
 		return -1;
 	s->started = 1;
 	log_info("serving", "listen=%s admin=%s queue=%s handlers=%zu", cfg->listen,
@@ -169,6 +175,7 @@ void serve_free(struct serve *s)
 		return;
 	serve_stop(s);
 	webhook_free(s->hook);
+	metrics_free(s->metrics); /* after the listener: no scrape runs any more */
 	worker_pool_free(s->pool);
 	jobq_close(s->ingest_q);
 	jobq_close(s->work_q);

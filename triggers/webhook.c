@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -95,10 +96,14 @@ enum req_phase {
 	REQ_ANSWERED, /* the answer is decided (and the connection resumed if it was suspended) */
 };
 
+/* A request id: 16 hex digits and the NUL. */
+#define RID_SIZE 17
+
 /* One notification POST, from its headers to the end of its connection's request. */
 struct req {
 	struct webhook *w;
 	struct MHD_Connection *conn;
+	char id[RID_SIZE];
 	struct req *next; /* in the pending list */
 	/* One for the connection; one for the committer (or watchdog) while it has r. */
 	int refs;
@@ -118,6 +123,7 @@ struct req {
 	struct jobq_new *jobs;
 	size_t n_jobs;
 	char **handlers; /* copies of the names the jobs point at: a reload may free the config */
+	size_t *ev_jobs; /* per event: the end of its jobs in `jobs` (for the log) */
 };
 
 struct webhook {
@@ -177,11 +183,25 @@ struct webhook {
 	uint64_t warn_quiet[WARN_N];
 
 	struct webhook_stats st; /* atomics */
+
+	uint32_t rid_prefix; /* request ids: random per process, then a counter */
+	uint64_t rid_next;   /* atomic */
+	int (*metrics_fn)(void *arg, struct buf *out); /* set before start */
+	void *metrics_arg;
 };
 
 #define LOAD(p)	    __atomic_load_n(p, __ATOMIC_RELAXED)
 #define STORE(p, v) __atomic_store_n(p, v, __ATOMIC_RELAXED)
 #define COUNT(p, n) __atomic_fetch_add(p, n, __ATOMIC_RELAXED)
+
+/* A fresh request id into out (RID_SIZE bytes). */
+static const char *request_id(struct webhook *w, char *out)
+{
+	uint64_t n = COUNT(&w->rid_next, 1);
+
+	snprintf(out, RID_SIZE, "%08x%08x", w->rid_prefix, (uint32_t)n);
+	return out;
+}
 
 const char *webhook_reject_name(enum webhook_reject r)
 {
@@ -263,22 +283,27 @@ static struct MHD_Response *make_response(const char *body, size_t len,
 	return r;
 }
 
+static struct MHD_Response *canned_one(enum canned i)
+{
+	struct MHD_Response *r = make_response(canned_def[i].body, strlen(canned_def[i].body),
+					       MHD_RESPMEM_PERSISTENT);
+
+	if (canned_def[i].allow)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, canned_def[i].allow);
+	if (canned_def[i].retry)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+	/* Whoever is told to come back later should come back on a fresh connection. */
+	if (i == C_503_STOPPING)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	return r;
+}
+
 static void canned_make(struct webhook *w)
 {
 	size_t i;
 
-	for (i = 0; i < C_N; i++) {
-		struct MHD_Response *r = make_response(
-			canned_def[i].body, strlen(canned_def[i].body), MHD_RESPMEM_PERSISTENT);
-		if (canned_def[i].allow)
-			MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, canned_def[i].allow);
-		if (canned_def[i].retry)
-			MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-		/* Whoever is told to come back later should come back on a fresh connection. */
-		if (i == C_503_STOPPING)
-			MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-		w->canned[i] = r;
-	}
+	for (i = 0; i < C_N; i++)
+		w->canned[i] = canned_one((enum canned)i);
 }
 
 static enum MHD_Result queue_canned(struct webhook *w, struct MHD_Connection *c, enum canned k)
@@ -286,13 +311,27 @@ static enum MHD_Result queue_canned(struct webhook *w, struct MHD_Connection *c,
 	return MHD_queue_response(c, canned_def[k].status, w->canned[k]);
 }
 
-/* Queues a one-off answer; `body` is copied. */
+/* A canned answer to a notification, with its X-Request-Id (so not the shared response). */
+static enum MHD_Result queue_canned_id(struct MHD_Connection *c, enum canned k, const char *rid)
+{
+	struct MHD_Response *r = canned_one(k);
+	enum MHD_Result ok;
+
+	MHD_add_response_header(r, "X-Request-Id", rid);
+	ok = MHD_queue_response(c, canned_def[k].status, r);
+	MHD_destroy_response(r);
+	return ok;
+}
+
+/* Queues a one-off answer; `body` is copied. rid: the X-Request-Id, or NULL. */
 static enum MHD_Result queue_body(struct webhook *w, struct MHD_Connection *c, unsigned status,
-				  const char *body)
+				  const char *body, const char *rid)
 {
 	struct MHD_Response *r = make_response(body, strlen(body), MHD_RESPMEM_MUST_COPY);
 	enum MHD_Result ok;
 
+	if (rid)
+		MHD_add_response_header(r, "X-Request-Id", rid);
 	if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
 	if (LOAD(&w->draining))
@@ -346,7 +385,7 @@ static int warn_allowed(struct webhook *w, size_t slot, uint64_t *quiet)
  * request path without its query string, which may hold the token.
  */
 static void refused(struct webhook *w, enum webhook_reject why, struct MHD_Connection *c,
-		    const char *path, const char *detail)
+		    const char *path, const char *detail, const char *rid)
 {
 	char addr[INET6_ADDRSTRLEN];
 	uint64_t quiet;
@@ -354,7 +393,8 @@ static void refused(struct webhook *w, enum webhook_reject why, struct MHD_Conne
 	COUNT(&w->st.rejected[why], 1);
 	if (!warn_allowed(w, why, &quiet))
 		return;
-	log_warn("notification refused", "reason=%s remote=%s path=%s error=%s suppressed=%llu",
+	log_warn("notification refused",
+		 "request=%s reason=%s remote=%s path=%s error=%s suppressed=%llu", rid,
 		 reject_names[why], remote_addr(c, addr, sizeof(addr)), SHORT(path), detail,
 		 (unsigned long long)quiet);
 }
@@ -383,12 +423,13 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 /* ---- requests: life and death ---- */
 
 static struct req *req_new(struct webhook *w, struct MHD_Connection *c, uint64_t limit,
-			   uint64_t content_length)
+			   uint64_t content_length, const char *rid)
 {
 	struct req *r = xcalloc(1, sizeof(*r));
 
 	r->w = w;
 	r->conn = c;
+	str_copy(r->id, sizeof(r->id), rid);
 	r->refs = 1;
 	r->limit = limit;
 	r->start_ms = now_ms();
@@ -412,6 +453,7 @@ static void req_free(struct req *r)
 	for (i = 0; i < r->n_jobs; i++)
 		free(r->handlers[i]);
 	free(r->handlers);
+	free(r->ev_jobs);
 	free(r->jobs);
 	free(r->reply);
 	free(r);
@@ -449,8 +491,8 @@ static int req_decide(struct req *r, unsigned status, enum canned k)
 static enum MHD_Result req_reply(struct req *r)
 {
 	if (r->status == MHD_HTTP_OK || r->status == MHD_HTTP_BAD_REQUEST)
-		return queue_body(r->w, r->conn, r->status, r->reply);
-	return queue_canned(r->w, r->conn, r->canned);
+		return queue_body(r->w, r->conn, r->status, r->reply, r->id);
+	return queue_canned_id(r->conn, r->canned, r->id);
 }
 
 /* ---- the committer ---- */
@@ -783,9 +825,12 @@ static void req_match(struct req *r)
 	struct webhook *w = r->w;
 	size_t i;
 
+	r->ev_jobs = xcalloc(r->events.n ? r->events.n : 1, sizeof(*r->ev_jobs));
 	pthread_rwlock_rdlock(&w->cfg_lock);
-	for (i = 0; i < r->events.n; i++)
+	for (i = 0; i < r->events.n; i++) {
 		rules_jobs(w->cfg, &r->events.v[i], r->json[i], 0, &r->jobs, &r->n_jobs);
+		r->ev_jobs[i] = r->n_jobs;
+	}
 	r->handlers = xcalloc(r->n_jobs ? r->n_jobs : 1, sizeof(*r->handlers));
 	for (i = 0; i < r->n_jobs; i++) {
 		r->handlers[i] = xstrdup(r->jobs[i].handler);
@@ -802,7 +847,7 @@ static int req_decode(struct req *r, const char *path)
 	int rc;
 
 	if (parse_enter(w) < 0) {
-		refused(w, WEBHOOK_REJ_BUSY, r->conn, path, "max_parsing reached");
+		refused(w, WEBHOOK_REJ_BUSY, r->conn, path, "max_parsing reached", r->id);
 		return req_decide(r, MHD_HTTP_SERVICE_UNAVAILABLE, C_503_BUSY), -1;
 	}
 	rc = event_decode(r->body.data, r->body.len, &r->events, &e);
@@ -811,7 +856,7 @@ static int req_decode(struct req *r, const char *path)
 	parse_leave(w);
 	buf_release(&r->body);
 	if (rc < 0) {
-		refused(w, WEBHOOK_REJ_MALFORMED, r->conn, path, e.msg);
+		refused(w, WEBHOOK_REJ_MALFORMED, r->conn, path, e.msg, r->id);
 		r->reply = json_line("error", e.msg, NULL, NULL);
 		return req_decide(r, MHD_HTTP_BAD_REQUEST, C_N), -1;
 	}
@@ -890,23 +935,26 @@ static enum MHD_Result req_begin(struct webhook *w, struct MHD_Connection *c, co
 				 void **ctx)
 {
 	uint64_t limit = LOAD(&w->body_limit), len = content_length(c);
+	char rid[RID_SIZE];
 	enum canned down;
 	struct req *r;
 
 	COUNT(&w->st.received, 1);
+	request_id(w, rid);
 	if (!authorized(w, c)) {
-		refused(w, WEBHOOK_REJ_AUTH, c, path, "missing or wrong token");
-		return queue_canned(w, c, C_401);
+		refused(w, WEBHOOK_REJ_AUTH, c, path, "missing or wrong token", rid);
+		return queue_canned_id(c, C_401, rid);
 	}
 	if (len > limit) {
-		refused(w, WEBHOOK_REJ_TOO_LARGE, c, path, "content-length over body_limit");
-		return queue_canned(w, c, C_413);
+		refused(w, WEBHOOK_REJ_TOO_LARGE, c, path, "content-length over body_limit", rid);
+		return queue_canned_id(c, C_413, rid);
 	}
 	if ((down = queue_down(w)) != C_N) {
-		refused(w, canned_reason(down), c, path, "queue failing or stuck, body not read");
-		return queue_canned(w, c, down);
+		refused(w, canned_reason(down), c, path, "queue failing or stuck, body not read",
+			rid);
+		return queue_canned_id(c, down, rid);
 	}
-	r = req_new(w, c, limit, len);
+	r = req_new(w, c, limit, len, rid);
 	pthread_mutex_lock(&w->lock);
 	w->n_requests++;
 	pthread_mutex_unlock(&w->lock);
@@ -929,7 +977,7 @@ static enum MHD_Result req_body(struct req *r, const char *data, size_t *size, c
 		r->dropped += *size;
 		if (r->dropped > r->limit) {
 			refused(r->w, WEBHOOK_REJ_TOO_LARGE, r->conn, path,
-				"chunked body far over body_limit, connection closed");
+				"chunked body far over body_limit, connection closed", r->id);
 			return MHD_NO;
 		}
 	}
@@ -1000,7 +1048,8 @@ static enum MHD_Result req_end(struct req *r, const char *path)
 		break;
 	}
 	if (r->too_large) {
-		refused(r->w, WEBHOOK_REJ_TOO_LARGE, r->conn, path, "chunked body over body_limit");
+		refused(r->w, WEBHOOK_REJ_TOO_LARGE, r->conn, path, "chunked body over body_limit",
+			r->id);
 		req_decide(r, canned_def[C_413].status, C_413);
 		return req_reply(r);
 	}
@@ -1051,9 +1100,9 @@ static enum MHD_Result reply_health(struct webhook *w, struct MHD_Connection *c,
 	char *body;
 
 	if (health_check(w, why, sizeof(why)))
-		return queue_body(w, c, MHD_HTTP_OK, "{\"status\":\"ok\"}\n");
+		return queue_body(w, c, MHD_HTTP_OK, "{\"status\":\"ok\"}\n", NULL);
 	body = json_line("status", "unavailable", "error", admin ? why : "queue not writable");
-	ok = queue_body(w, c, MHD_HTTP_SERVICE_UNAVAILABLE, body);
+	ok = queue_body(w, c, MHD_HTTP_SERVICE_UNAVAILABLE, body, NULL);
 	free(body);
 	return ok;
 }
@@ -1061,9 +1110,34 @@ static enum MHD_Result reply_health(struct webhook *w, struct MHD_Connection *c,
 static enum MHD_Result reply_ready(struct webhook *w, struct MHD_Connection *c)
 {
 	if (LOAD(&w->draining))
-		return queue_body(w, c, MHD_HTTP_SERVICE_UNAVAILABLE,
-				  "{\"status\":\"stopping\"}\n");
-	return queue_body(w, c, MHD_HTTP_OK, "{\"status\":\"ready\"}\n");
+		return queue_body(w, c, MHD_HTTP_SERVICE_UNAVAILABLE, "{\"status\":\"stopping\"}\n",
+				  NULL);
+	return queue_body(w, c, MHD_HTTP_OK, "{\"status\":\"ready\"}\n", NULL);
+}
+
+/* GET /metrics: the text webhook_set_metrics() gave the function for. */
+static enum MHD_Result reply_metrics(struct webhook *w, struct MHD_Connection *c)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ok;
+	struct buf b = BUF_INIT;
+	size_t len;
+	char *text;
+
+	if (w->metrics_fn(w->metrics_arg, &b) < 0) {
+		buf_release(&b);
+		return queue_body(w, c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+				  "{\"error\":\"metrics unavailable\"}\n", NULL);
+	}
+	text = buf_detach(&b, &len);
+	r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+	if (!r)
+		abort();
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"text/plain; version=0.0.4; charset=utf-8");
+	ok = MHD_queue_response(c, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ok;
 }
 
 static int is_get(const char *method)
@@ -1088,6 +1162,8 @@ static enum MHD_Result route_other(struct webhook *w, struct MHD_Connection *c, 
 		return get ? reply_health(w, c, admin) : queue_canned(w, c, C_405_GET);
 	if (admin && !strcmp(path, "/readyz"))
 		return get ? reply_ready(w, c) : queue_canned(w, c, C_405_GET);
+	if (admin && !strcmp(path, "/metrics") && w->metrics_fn)
+		return get ? reply_metrics(w, c) : queue_canned(w, c, C_405_GET);
 	if (admin || reserved(path))
 		return queue_canned(w, c, get ? C_404 : C_405_GET);
 	if (!strcmp(path, "/"))
@@ -1108,9 +1184,11 @@ static enum MHD_Result on_main(void *cls, struct MHD_Connection *c, const char *
 		return *size ? req_body(r, data, size, path) : req_end(r, path);
 	if (!strcmp(method, MHD_HTTP_METHOD_POST) && !reserved(path)) {
 		if (LOAD(&w->draining)) {
+			char rid[RID_SIZE];
 			COUNT(&w->st.received, 1);
-			refused(w, WEBHOOK_REJ_STOPPING, c, path, "shutting down");
-			return queue_canned(w, c, C_503_STOPPING);
+			refused(w, WEBHOOK_REJ_STOPPING, c, path, "shutting down",
+				request_id(w, rid));
+			return queue_canned_id(c, C_503_STOPPING, rid);
 		}
 		return req_begin(w, c, path, ctx);
 	}
@@ -1128,15 +1206,40 @@ static enum MHD_Result on_admin(void *cls, struct MHD_Connection *c, const char 
 	return route_other(cls, c, path, method, 1);
 }
 
+/* One line per event of a notification: what came, what was answered, which handlers it got. */
+static void log_events(const struct req *r, unsigned status)
+{
+	struct buf names = BUF_INIT;
+	size_t i, j, from = 0;
+
+	for (i = 0; i < r->events.n; i++) {
+		const struct event *ev = &r->events.v[i];
+		size_t to = r->ev_jobs ? r->ev_jobs[i] : 0;
+		buf_reset(&names);
+		for (j = from; j < to; j++)
+			buf_addf(&names, "%s%s", j > from ? "," : "", r->jobs[j].handler);
+		from = to;
+		log_info("event",
+			 "request=%s status=%u event=%s bucket=%s key=%s size=%llu handlers=%s",
+			 r->id, status, ev->name, ev->bucket, ev->key, (unsigned long long)ev->size,
+			 names.data);
+	}
+	buf_release(&names);
+}
+
 static void log_outcome(const struct req *r, enum MHD_RequestTerminationCode toe)
 {
+	unsigned status = r->phase == REQ_ANSWERED ? r->status : 0;
 	char addr[INET6_ADDRSTRLEN];
 
+	if (log_enabled(LOG_INFO))
+		log_events(r, status);
 	if (!log_enabled(LOG_DEBUG))
 		return;
-	log_debug("notification", "status=%u events=%zu jobs=%zu ms=%lld remote=%s closed=%d",
-		  r->phase == REQ_ANSWERED ? r->status : 0, r->events.n, r->n_jobs,
-		  (long long)(now_ms() - r->start_ms), remote_addr(r->conn, addr, sizeof(addr)),
+	log_debug("notification",
+		  "request=%s status=%u events=%zu jobs=%zu ms=%lld remote=%s closed=%d", r->id,
+		  status, r->events.n, r->n_jobs, (long long)(now_ms() - r->start_ms),
+		  remote_addr(r->conn, addr, sizeof(addr)),
 		  toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
 }
 
@@ -1285,6 +1388,8 @@ struct webhook *webhook_new(const struct config *cfg, struct jobq *q, struct err
 	w->max_connections = (unsigned)cfg->max_connections;
 	w->timeout_s = (unsigned)((cfg->connection_timeout_ms + 999) / 1000);
 	w->fd = w->admin_fd = -1;
+	if (getrandom(&w->rid_prefix, sizeof(w->rid_prefix), 0) < 0)
+		w->rid_prefix = (uint32_t)getpid() ^ (uint32_t)time(NULL);
 	canned_make(w);
 	return w;
 }
@@ -1507,6 +1612,12 @@ void webhook_free(struct webhook *w)
 	pthread_cond_destroy(&w->quiet);
 	pthread_cond_destroy(&w->parse_cv);
 	free(w);
+}
+
+void webhook_set_metrics(struct webhook *w, int (*fn)(void *arg, struct buf *out), void *arg)
+{
+	w->metrics_fn = fn;
+	w->metrics_arg = arg;
 }
 
 void webhook_stats(struct webhook *w, struct webhook_stats *out)

@@ -12,6 +12,7 @@
  *	                  queue fails, is slow (commit_timeout) or is stopping
  *	GET /healthz      200 when the queue takes a write now, else 503 (both listeners)
  *	GET /readyz       200 once started and until webhook_stop() (admin listener only)
+ *	GET /metrics      Prometheus text (admin listener only, see webhook_set_metrics())
  *	GET /             405; other methods on any path 405; other GET paths 404
  *
  * Any path takes a POST because MinIO and Ceph RGW let the user choose the
@@ -19,6 +20,11 @@
  * as `Authorization: Bearer TOKEN` (MinIO) or `?token=TOKEN` (Ceph RGW sends
  * no header of its own); either one matching is enough. Neither the token
  * nor the query string is ever logged.
+ *
+ * Every notification gets a request id (16 hex digits: a random prefix per
+ * process and a counter), sent back as `X-Request-Id` and logged with each
+ * of its events (one info line per event: request id, status, event,
+ * bucket, key and the handlers it made jobs for) and with its refusal.
  *
  * Refusals cost little. 401, 413 (by Content-Length) and the 503 of a queue
  * that failed in the last second or has a commit stuck are sent as soon as
@@ -55,6 +61,7 @@
 
 #include <stdint.h>
 
+struct buf;
 struct config;
 struct err;
 struct jobq;
@@ -132,5 +139,13 @@ void webhook_free(struct webhook *w);
 
 /* A consistent-enough snapshot of the counters (each read atomically). */
 void webhook_stats(struct webhook *w, struct webhook_stats *out);
+
+/*
+ * Serves `GET /metrics` on admin_listen with what fn(arg, out) appends to out
+ * (Prometheus text, triggers/metrics.h); fn returns 0, or -1 for a 500. Call
+ * before webhook_start(); without it /metrics answers 404. fn runs on the
+ * listener's threads, perhaps several at once.
+ */
+void webhook_set_metrics(struct webhook *w, int (*fn)(void *arg, struct buf *out), void *arg);
 
 #endif
