@@ -120,6 +120,9 @@ at=$(sqlite3 "$WORK/b.db" 'SELECT value FROM checkpoints' | python3 -c '
 import sys, urllib.parse; print(urllib.parse.unquote(sys.stdin.read().split()[3]))')
 before=$(awk -v k="$at" '$0 <= k' "$WORK/keys" | wc -l)
 [ "$before" -gt 0 ] && [ "$before" -lt 2500 ] || fail "checkpoint at '$at': not mid-listing"
+read -r last_queued <<<"$(sqlite3 "$WORK/b.db" 'SELECT max(key) FROM jobs')"
+[[ ! "$last_queued" > "$at" ]] || fail "'$last_queued' is queued but after the checkpoint '$at'"
+expect_eq "the checkpoint is the last object queued" "$(awk -v k="$at" '$0 <= k' "$WORK/odd" | wc -l)" "$queued"
 rp b "${odd[@]}" "s3://$B" 2>"$WORK/rerun.err" || fail "re-run: $(cat "$WORK/rerun.err")"
 expect_match "the re-run lists on after the checkpoint, nothing twice" "$(tail -n 1 "$WORK/rerun.err")" \
 	"^reprocess: $((2500 - before)) objects listed, $n_odd jobs: $n_odd done"
