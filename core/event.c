@@ -436,7 +436,12 @@ static int record_name(json_t *rec, struct event *ev, struct err *e)
 	    name_check(name, "eventName", e) < 0)
 		return -1;
 	ev->name = event_name_canonical(name);
-	return 0;
+	/*
+	 * The queue stores the name with its "s3:" prefix, and event_from_json()
+	 * checks it so: a name that fits only without the prefix would make a job
+	 * no worker could read back.
+	 */
+	return name_check(ev->name, "eventName", e);
 }
 
 /*
