@@ -479,10 +479,14 @@ char *config_find_command(const char *name, const char *dir)
 /* The line of a handler's key, or of its header when the key is not given. */
 static int hline(const struct ini *ini, const struct handler_conf *h, const char *key)
 {
-	char sec[300];
+	struct buf sec = BUF_INIT;
+	int line;
 
-	snprintf(sec, sizeof(sec), "handler %s", h->name);
-	return line_of(ini, sec, key);
+	/* Handler names have no length limit: a fixed buffer would cut one and find no line. */
+	buf_addf(&sec, "handler %s", h->name);
+	line = line_of(ini, sec.data, key);
+	buf_release(&sec);
+	return line;
 }
 
 static int check_output(const struct handler_conf *h, const struct ini *ini, struct err *e)
