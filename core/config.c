@@ -39,7 +39,7 @@ const struct config_key config_keys[] = {
 	{ "s3", "connect_timeout", CONF_DURATION, "10s", 100, DAY, 0, "TCP/TLS connect timeout",
 	  NONE },
 	{ "s3", "stall_timeout", CONF_DURATION, "30s", 1000, DAY, 0,
-	  "a transfer that moves no byte this long fails", NONE },
+	  "a transfer slower than 1 KiB/s this long fails", NONE },
 	{ "s3", "request_timeout", CONF_DURATION, "5m", 1000, DAY, 0,
 	  "whole-request limit for requests without a large body", NONE },
 	{ "log", "level", CONF_STR, "info", 0, 0, 1, "debug, info, warn, error or off", NONE },

@@ -346,6 +346,16 @@ static int same_file(struct jobq_backend *b, struct err *e)
 static void tx_rollback(struct jobq_backend *b)
 {
 	sqlite3_stmt *st;
+	int i;
+
+	/*
+	 * A statement left unreset after an error keeps its read transaction: after
+	 * SQLITE_FULL or an I/O error the pager then stays in its error state and
+	 * every later call fails the same way, even once the disk has room again.
+	 */
+	for (i = 0; i < ST_N; i++)
+		if (b->st[i])
+			sqlite3_reset(b->st[i]);
 
 	/* Some errors (full, I/O) have rolled the transaction back already. */
 	if (!sqlite3_get_autocommit(b->db) && (st = stmt(b, ST_ROLLBACK, NULL)))
@@ -368,10 +378,19 @@ static int tx_begin(struct jobq_backend *b, struct err *e)
 static int tx_end(struct jobq_backend *b, int ok, struct err *e)
 {
 	sqlite3_stmt *st;
+	int full;
 
 	if (ok && (st = stmt(b, ST_COMMIT, e)) && run(b, st, "cannot commit", e) == 0)
 		return 0;
+	full = (sqlite3_extended_errcode(b->db) & 0xff) == SQLITE_FULL;
 	tx_rollback(b);
+	/*
+	 * A full disk: the WAL only shrinks after a checkpoint, which a commit that
+	 * cannot land never reaches. Checkpoint and truncate it now, so the space
+	 * it holds comes back as soon as there is room to finish the checkpoint.
+	 */
+	if (full)
+		sqlite3_wal_checkpoint_v2(b->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 	return -1;
 }
 

@@ -695,7 +695,8 @@ static void setup_handle(struct s3_client *c, CURL *h, const struct req *r, stru
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "s3hook/" S3HOOK_VERSION);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->cfg.connect_timeout_ms);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	/* Below 1 KiB/s for stall_timeout is a stall: a trickle must not hold a worker. */
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
 			 (long)(c->cfg.stall_timeout_ms + 999) / 1000);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);

@@ -41,7 +41,7 @@ struct s3_config {
 	char *secret_key;
 	char *session_token;
 	unsigned connect_timeout_ms; /* default 10 s */
-	unsigned stall_timeout_ms;   /* a transfer slower than 1 byte/s this long fails; 30 s */
+	unsigned stall_timeout_ms;   /* a transfer slower than 1 KiB/s this long fails; 30 s */
 	unsigned request_timeout_ms; /* whole request for small requests; 0: none; 5 min */
 	unsigned retries;	     /* extra attempts for idempotent requests; default 4 */
 	unsigned retry_base_ms;	     /* first backoff; default 200 ms, doubling, with jitter */

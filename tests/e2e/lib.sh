@@ -16,6 +16,7 @@ cleanup() {
 	local rc=$? pid b
 	set +e
 	for pid in "${CLEANUP_PIDS[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+	[ -n "${CLEANUP_MOUNT:-}" ] && umount -l "$CLEANUP_MOUNT" 2>/dev/null
 	for b in "${BUCKETS[@]}"; do "$AWS" --endpoint-url "$S3_ENDPOINT" s3 rb --force "s3://$b" >/dev/null 2>&1; done
 	if [ -n "${KEEP_WORK:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 	exit "$rc"
