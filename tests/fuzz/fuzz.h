@@ -28,10 +28,10 @@ __attribute__((format(printf, 1, 2), noreturn)) static inline void fuzz_fail(con
 	abort();
 }
 
-#define FUZZ_ASSERT(cond)                                                                          \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			fuzz_fail("%s:%d: %s", __FILE__, __LINE__, #cond);                         \
+#define FUZZ_ASSERT(cond)                                                  \
+	do {                                                               \
+		if (!(cond))                                               \
+			fuzz_fail("%s:%d: %s", __FILE__, __LINE__, #cond); \
 	} while (0)
 
 /*
@@ -46,8 +46,8 @@ static inline void fuzz_check_msg(const char *msg)
 		fuzz_fail("a failure without a message");
 	for (i = 0; msg[i]; i++)
 		if ((unsigned char)msg[i] < 0x20)
-			fuzz_fail("control byte 0x%02x at %zu in message '%s'", (unsigned char)msg[i],
-				  i, msg);
+			fuzz_fail("control byte 0x%02x at %zu in message '%s'",
+				  (unsigned char)msg[i], i, msg);
 }
 
 /* The input as a C string the caller frees (the fuzzer's bytes are not terminated). */

@@ -138,7 +138,8 @@ static void round_trip(const struct ini *ini, enum ini_flags flags)
 	for (i = 0; i < ini->n_sections; i++)
 		FUZZ_ASSERT(strcmp(again->sections[i].name, ini->sections[i].name) == 0);
 	for (i = 0; i < ini->n_entries; i++) {
-		const struct ini_entry *a = &ini->entries[i], *b = ini_find(again, a->section, a->key);
+		const struct ini_entry *a = &ini->entries[i],
+				       *b = ini_find(again, a->section, a->key);
 		if (!b || strcmp(a->value, b->value) != 0)
 			fuzz_fail("written back, [%s] %s changed", a->section, a->key);
 	}
@@ -208,11 +209,16 @@ static void load_s3_config(const struct ini *conf, const uint8_t *data, size_t s
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	static const char *const unset[] = { "AWS_PROFILE", "AWS_ACCESS_KEY_ID",
-					     "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-					     "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-					     "AWS_REGION", "AWS_DEFAULT_REGION",
-					     "AWS_CA_BUNDLE", "S3HOOK_LIBEXEC",
+	static const char *const unset[] = { "AWS_PROFILE",
+					     "AWS_ACCESS_KEY_ID",
+					     "AWS_SECRET_ACCESS_KEY",
+					     "AWS_SESSION_TOKEN",
+					     "AWS_ENDPOINT_URL",
+					     "AWS_ENDPOINT_URL_S3",
+					     "AWS_REGION",
+					     "AWS_DEFAULT_REGION",
+					     "AWS_CA_BUNDLE",
+					     "S3HOOK_LIBEXEC",
 					     NULL };
 	char path[64];
 	size_t i;

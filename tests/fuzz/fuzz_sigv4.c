@@ -199,7 +199,8 @@ static void fuzz_query(const char *query)
 		fuzz_fail("canonical query '%s', reference '%s'", out.data, ref.data);
 	FUZZ_ASSERT(sigv4_canon_query(&again, out.data) == 0);
 	if (strcmp(out.data, again.data) != 0)
-		fuzz_fail("canonical query '%s' is not canonical again: '%s'", out.data, again.data);
+		fuzz_fail("canonical query '%s' is not canonical again: '%s'", out.data,
+			  again.data);
 	buf_release(&out);
 	buf_release(&ref);
 	buf_release(&again);
@@ -316,10 +317,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_path(field[0]);
 	fuzz_query(field[1]);
 	fuzz_headers(h, nh);
-	fuzz_request(&(struct sigv4_request){ .method = "PUT", .path = field[0], .query = field[1],
-					      .headers = h, .n_headers = nh,
-					      .payload_hash = "UNSIGNED-PAYLOAD", .region = field[2],
-					      .service = "s3", .when = WHEN });
+	fuzz_request(&(struct sigv4_request){ .method = "PUT",
+					      .path = field[0],
+					      .query = field[1],
+					      .headers = h,
+					      .n_headers = nh,
+					      .payload_hash = "UNSIGNED-PAYLOAD",
+					      .region = field[2],
+					      .service = "s3",
+					      .when = WHEN });
 	free(text);
 	return 0;
 }
