@@ -45,12 +45,21 @@ def main():
     p.add_argument("--ok-log")
     p.add_argument("--retry", type=float, default=0,
                    help="seconds to keep retrying a notification that was not answered 200")
+    p.add_argument("--rate", type=float, default=0, help="notifications per second (0: flat out)")
+    p.add_argument("--mix", help="prefixes by weight, e.g. skip/:70,count/:25,fail/:5")
     a = p.parse_args()
     if a.keys_from:
         with open(a.keys_from) as f:
             keys = [line.rstrip("\n") for line in f if line.strip()]
+    elif a.mix:
+        wheel = []
+        for part in a.mix.split(","):
+            prefix, weight = part.rsplit(":", 1)
+            wheel += [prefix] * int(weight)
+        keys = ["%s%08d" % (wheel[i % len(wheel)], i) for i in range(a.count)]
     else:
         keys = ["%s%06d" % (a.prefix, i) for i in range(a.count)]
+    start = time.time()
     u = urllib.parse.urlsplit(a.url)
     path = (u.path or "/") + ("?" + u.query if u.query else "")
     lock = threading.Lock()
@@ -65,6 +74,10 @@ def main():
                 if not todo:
                     break
                 i, key = todo.pop(0)
+            if a.rate:
+                wait = start + i / a.rate - time.time()
+                if wait > 0:
+                    time.sleep(wait)
             body = json.dumps(record(a.bucket, key, a.event, a.etag, i + 1))
             deadline = time.time() + a.retry
             while True:

@@ -21,7 +21,7 @@ cleanup() {
 	if [ -n "${KEEP_WORK:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 	exit "$rc"
 }
-trap cleanup EXIT
+trap cleanup EXIT INT TERM
 
 aws_() { "$AWS" --endpoint-url "$S3_ENDPOINT" "$@"; }
 
