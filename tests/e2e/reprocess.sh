@@ -8,6 +8,8 @@ source "$(dirname "$0")/lib.sh"
 export LC_ALL=C
 B=$(new_bucket reprocess)
 B2=$(new_bucket reprocess-mixed)
+# new_bucket ran in a subshell ($(...)), where its BUCKETS+= is lost: register them here.
+BUCKETS+=("$B" "$B2")
 H="$TOP/tests/handlers"
 export COUNT_FILE="$WORK/count"
 : >"$COUNT_FILE"
