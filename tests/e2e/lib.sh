@@ -17,7 +17,7 @@ cleanup() {
 	set +e
 	for pid in "${CLEANUP_PIDS[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
 	[ -n "${CLEANUP_MOUNT:-}" ] && umount -l "$CLEANUP_MOUNT" 2>/dev/null
-	for b in "${BUCKETS[@]}"; do "$AWS" --endpoint-url "$S3_ENDPOINT" s3 rb --force "s3://$b" >/dev/null 2>&1; done
+	for b in "${BUCKETS[@]}" $(cat "$WORK/.buckets" 2>/dev/null); do "$AWS" --endpoint-url "$S3_ENDPOINT" s3 rb --force "s3://$b" >/dev/null 2>&1; done
 	if [ -n "${KEEP_WORK:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 	exit "$rc"
 }
@@ -30,7 +30,8 @@ new_bucket() {
 	local b
 	b="$1-$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 	aws_ s3api create-bucket --bucket "$b" >/dev/null
-	BUCKETS+=("$b")
+	# Called as B=$(new_bucket x), in a subshell: remember it in a file, not a variable.
+	echo "$b" >>"$WORK/.buckets"
 	echo "$b"
 }
 
