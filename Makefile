@@ -4,7 +4,8 @@
 
 PREFIX ?= /usr/local
 CC ?= cc
-PKGS := libcurl libcrypto libxml-2.0 uuid jansson sqlite3 libmicrohttpd libpq
+# gnutls: only its headers are new (libmicrohttpd links it already), to check client certificates.
+PKGS := libcurl libcrypto libxml-2.0 uuid jansson sqlite3 libmicrohttpd libpq gnutls
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wwrite-strings -Wvla -Wformat=2 -fno-common
 CFLAGS ?= -O2 -g

@@ -64,6 +64,29 @@ const struct config_key config_keys[] = {
 	  "a commit slower than this answers 503", C(commit_timeout_ms) },
 	{ "serve", "commit_batch", CONF_INT, "256", 1, 100000, 1,
 	  "most requests committed in one transaction", C(commit_batch) },
+	{ "serve", "tls_cert", CONF_STR, NULL, 0, 0, 0,
+	  "PEM certificate (chain) of the listener; with tls_key it speaks HTTPS only",
+	  C(tls_cert) },
+	{ "serve", "tls_key", CONF_STR, NULL, 0, 0, 0, "PEM private key of tls_cert, unencrypted",
+	  C(tls_key) },
+	{ "serve", "tls_client_ca", CONF_STR, NULL, 0, 0, 0,
+	  "PEM CA certificates; set: every request needs a client certificate they signed",
+	  C(tls_client_ca) },
+	{ "serve", "hmac_secrets", CONF_LIST, NULL, 0, 0, 1,
+	  "secrets for X-S3hook-Signature: sha256=HMAC of the body, each literal, env:NAME or "
+	  "file:PATH; several while rotating",
+	  C(hmac_secrets) },
+	{ "serve", "sns_topics", CONF_LIST, NULL, 0, 0, 1,
+	  "SNS TopicArns ('*' wildcards) whose signed messages are taken; empty: no SNS",
+	  C(sns_topics) },
+	{ "serve", "sns_confirm", CONF_BOOL, "false", 0, 0, 1,
+	  "confirm SNS subscriptions of sns_topics (GET SubscribeURL)", C(sns_confirm) },
+	{ "serve", "sns_hosts", CONF_LIST, NULL, 0, 0, 1,
+	  "hosts trusted for SigningCertURL and SubscribeURL besides sns.REGION.amazonaws.com "
+	  "(tests; not for production)",
+	  C(sns_hosts) },
+	{ "serve", "sns_ca_bundle", CONF_STR, NULL, 0, 0, 1,
+	  "CA certificates for fetching from SNS hosts; unset: the system's", C(sns_ca_bundle) },
 	{ "jobs", "queue", CONF_STR, "/var/lib/s3hook/queue.db", 0, 0, 0,
 	  "SQLite file, or postgres://... to scale out", C(queue) },
 	{ "jobs", "workers", CONF_INT, "0", 0, 4096, 0, "handler runs at once; 0: one per CPU",
@@ -375,6 +398,64 @@ static int resolve_token(struct config *cfg, const struct ini *ini, struct err *
 	return 0;
 }
 
+/* Each spec of hmac_secrets becomes the secret it names. */
+static int resolve_hmac(struct config *cfg, const struct ini *ini, struct err *e)
+{
+	struct err inner = ERR_INIT;
+	size_t i;
+
+	for (i = 0; i < cfg->hmac_secrets.n; i++) {
+		char *secret;
+		if (config_secret(cfg->hmac_secrets.v[i], &secret, &inner) < 0)
+			return bad(ini, line_of(ini, "serve", "hmac_secrets"), e,
+				   "[serve] hmac_secrets: %s", inner.msg);
+		free(cfg->hmac_secrets.v[i]);
+		cfg->hmac_secrets.v[i] = secret;
+	}
+	return 0;
+}
+
+static void secrets_release(struct strlist *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		explicit_bzero(l->v[i], strlen(l->v[i]));
+	strlist_release(l);
+}
+
+/* An optional path written empty ("tls_cert =") is no path. */
+static void unset_empty(char **path)
+{
+	if (*path && !**path) {
+		free(*path);
+		*path = NULL;
+	}
+}
+
+/* The [serve] keys that only make sense together. */
+static int check_serve(struct config *cfg, const struct ini *ini, struct err *e)
+{
+	size_t i;
+
+	unset_empty(&cfg->tls_cert);
+	unset_empty(&cfg->tls_key);
+	unset_empty(&cfg->tls_client_ca);
+	unset_empty(&cfg->sns_ca_bundle);
+	if (!cfg->tls_cert != !cfg->tls_key)
+		return bad(ini, line_of(ini, "serve", cfg->tls_cert ? "tls_cert" : "tls_key"), e,
+			   "[serve] tls_cert and tls_key go together");
+	if (cfg->tls_client_ca && !cfg->tls_cert)
+		return bad(ini, line_of(ini, "serve", "tls_client_ca"), e,
+			   "[serve] tls_client_ca needs tls_cert and tls_key");
+	for (i = 0; i < cfg->sns_topics.n; i++)
+		if (!str_starts_with(cfg->sns_topics.v[i], "arn:"))
+			return bad(ini, line_of(ini, "serve", "sns_topics"), e,
+				   "[serve] sns_topics: '%s' is not a TopicArn (arn:aws:sns:...)",
+				   SHORT(cfg->sns_topics.v[i]));
+	return 0;
+}
+
 static int valid_name(const char *s)
 {
 	return *s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") ==
@@ -655,8 +736,14 @@ int config_load(struct config *cfg, const struct ini *ini, struct err *e)
 		if (str_starts_with(ini->sections[i].name, "handler ") &&
 		    load_handler(cfg, &ini->sections[i], ini, e) < 0)
 			goto fail;
+	if (check_serve(cfg, ini, e) < 0)
+		goto fail;
 	make_absolute(&cfg->queue, cfg->dir);
 	make_absolute(&cfg->workdir, cfg->dir);
+	make_absolute(&cfg->tls_cert, cfg->dir);
+	make_absolute(&cfg->tls_key, cfg->dir);
+	make_absolute(&cfg->tls_client_ca, cfg->dir);
+	make_absolute(&cfg->sns_ca_bundle, cfg->dir);
 	return 0;
 fail:
 	config_release(cfg);
@@ -666,7 +753,9 @@ fail:
 /* The [serve] auth_token, resolved: separate, so commands that do not serve need no token. */
 int config_resolve_token(struct config *cfg, const struct ini *ini, struct err *e)
 {
-	return cfg->auth_token ? resolve_token(cfg, ini, e) : 0;
+	if (cfg->auth_token && resolve_token(cfg, ini, e) < 0)
+		return -1;
+	return resolve_hmac(cfg, ini, e);
 }
 
 static void handler_release(struct handler_conf *h)
@@ -696,6 +785,13 @@ void config_release(struct config *cfg)
 	if (cfg->auth_token)
 		explicit_bzero(cfg->auth_token, strlen(cfg->auth_token));
 	free(cfg->auth_token);
+	free(cfg->tls_cert);
+	free(cfg->tls_key);
+	free(cfg->tls_client_ca);
+	secrets_release(&cfg->hmac_secrets);
+	strlist_release(&cfg->sns_topics);
+	strlist_release(&cfg->sns_hosts);
+	free(cfg->sns_ca_bundle);
 	free(cfg->queue);
 	free(cfg->workdir);
 	for (i = 0; i < cfg->n_handlers; i++)
@@ -726,6 +822,9 @@ void config_restart_keys(const struct config *a, const struct config *b, char *o
 
 	name_if_changed(&names, "[serve] listen", a->listen, b->listen);
 	name_if_changed(&names, "[serve] admin_listen", a->admin_listen, b->admin_listen);
+	name_if_changed(&names, "[serve] tls_cert", a->tls_cert, b->tls_cert);
+	name_if_changed(&names, "[serve] tls_key", a->tls_key, b->tls_key);
+	name_if_changed(&names, "[serve] tls_client_ca", a->tls_client_ca, b->tls_client_ca);
 	name_if_changed(&names, "[jobs] queue", a->queue, b->queue);
 	name_if_changed(&names, "[jobs] workdir", a->workdir, b->workdir);
 	if (a->workers != b->workers)

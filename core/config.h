@@ -92,6 +92,15 @@ struct config {
 	int64_t max_parsing;
 	uint64_t commit_timeout_ms;
 	int64_t commit_batch;
+	char *tls_cert;	     /* PEM files; with both, the listener speaks HTTPS */
+	char *tls_key;
+	char *tls_client_ca; /* set: a client certificate it signed is required */
+	/* The secrets themselves once config_resolve_token() ran; their specs until then. */
+	struct strlist hmac_secrets;
+	struct strlist sns_topics; /* TopicArn globs; empty: SNS messages are refused */
+	int sns_confirm;
+	struct strlist sns_hosts; /* trusted besides sns.REGION.amazonaws.com */
+	char *sns_ca_bundle;
 	/* [jobs] */
 	char *queue;
 	int64_t workers;
@@ -116,8 +125,8 @@ void config_release(struct config *cfg);
 
 /*
  * Resolves [serve] auth_token (env:NAME, file:PATH, literal; "none" leaves
- * it NULL). Apart from config_load() so commands that do not serve need no
- * token.
+ * it NULL) and each of hmac_secrets. Apart from config_load() so commands
+ * that do not serve need no token.
  */
 int config_resolve_token(struct config *cfg, const struct ini *ini, struct err *e);
 

@@ -18,6 +18,11 @@
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -168,19 +173,40 @@ struct req {
 	const char *method; /* NULL: POST */
 	const char *path;   /* with the query string */
 	const char *auth;   /* Authorization header, NULL: none */
+	const char *header; /* more header lines, NULL: none */
+	const char *header2;
+	const char *tls_dir; /* https, trusting TLS_DIR/ca.pem; NULL: http */
+	const char *cert;    /* the client certificate (TLS_DIR/NAME.pem and .key); NULL: none */
 	const char *body;
 	size_t len;
 	int chunked;
 	int port;
 };
 
+static void setup_tls(CURL *c, const struct req *rq)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/ca.pem", rq->tls_dir);
+	curl_easy_setopt(c, CURLOPT_CAINFO, path);
+	if (!rq->cert)
+		return;
+	snprintf(path, sizeof(path), "%s/%s.pem", rq->tls_dir, rq->cert);
+	curl_easy_setopt(c, CURLOPT_SSLCERT, path);
+	snprintf(path, sizeof(path), "%s/%s.key", rq->tls_dir, rq->cert);
+	curl_easy_setopt(c, CURLOPT_SSLKEY, path);
+}
+
 static void setup_handle(CURL *c, const struct req *rq, struct curl_slist **hl, struct resp *out,
 			 struct reader *rd)
 {
 	char url[4200], auth[512];
 
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", rq->port, rq->path ? rq->path : "/");
+	snprintf(url, sizeof(url), "%s://127.0.0.1:%d%s", rq->tls_dir ? "https" : "http", rq->port,
+		 rq->path ? rq->path : "/");
 	curl_easy_setopt(c, CURLOPT_URL, url);
+	if (rq->tls_dir)
+		setup_tls(c, rq);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, take);
@@ -193,6 +219,10 @@ static void setup_handle(CURL *c, const struct req *rq, struct curl_slist **hl, 
 		snprintf(auth, sizeof(auth), "Authorization: %s", rq->auth);
 		*hl = curl_slist_append(*hl, auth);
 	}
+	if (rq->header)
+		*hl = curl_slist_append(*hl, rq->header);
+	if (rq->header2)
+		*hl = curl_slist_append(*hl, rq->header2);
 	if (rq->chunked) {
 		rd->p = rq->body;
 		rd->left = rq->len;
@@ -455,6 +485,141 @@ START_TEST(no_token_configured_takes_anyone)
 	rq.body = body.data;
 	rq.len = body.len;
 	rq.port = f.port;
+	ck_assert_int_eq(http(&rq, &r), 200);
+	ck_assert_int_eq(jobs_in(f.q), 1);
+	buf_release(&body);
+	resp_release(&r);
+	fx_end(&f);
+}
+END_TEST
+
+/* ---- body signatures (hmac_secrets) ---- */
+
+#define SECRET_A "rotating-out-A"
+#define SECRET_B "rotating-in-B"
+
+/* "X-S3hook-Signature: sha256=HEX" of body under secret, into out. */
+static const char *sig_header(char *out, size_t size, const char *secret, const struct buf *body)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	char hex[2 * EVP_MAX_MD_SIZE + 1];
+
+	HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)body->data,
+	     body->len, md, &len);
+	str_hex(hex, md, len);
+	snprintf(out, size, "X-S3hook-Signature: sha256=%s", hex);
+	return out;
+}
+
+static const struct {
+	const char *serve;  /* the [serve] keys */
+	const char *secret; /* signs the body; NULL: no signature */
+	int other_body;	    /* the signature is of another body */
+	const char *header; /* a signature header as is (when secret is NULL) */
+	const char *auth;
+	long status;
+} hmac_cases[] = {
+	{ "auth_token = none", SECRET_A, 0, NULL, NULL, 200 },
+	{ "auth_token = none", SECRET_B, 0, NULL, NULL, 200 },
+	{ "auth_token = none", "other-secret", 0, NULL, NULL, 401 },
+	{ "auth_token = none", SECRET_A, 1, NULL, NULL, 401 },
+	{ "auth_token = none", NULL, 0, NULL, NULL, 401 },
+	{ "auth_token = none", NULL, 0, NULL, "Bearer " TOKEN, 401 },
+	{ "auth_token = none", NULL, 0, "X-S3hook-Signature: sha256=00", NULL, 401 },
+	{ "auth_token = none", NULL, 0, "X-S3hook-Signature: ", NULL, 401 },
+	/* Either way in suffices when both are configured. */
+	{ "auth_token = " TOKEN, SECRET_B, 0, NULL, NULL, 200 },
+	{ "auth_token = " TOKEN, NULL, 0, NULL, "Bearer " TOKEN, 200 },
+	{ "auth_token = " TOKEN, "other-secret", 0, NULL, "Bearer wrong", 401 },
+	{ "auth_token = " TOKEN, NULL, 0, NULL, NULL, 401 },
+};
+
+START_TEST(body_signature_is_checked)
+{
+	struct resp r = RESP_INIT;
+	struct buf body = BUF_INIT, serve = BUF_INIT, signed_body = BUF_INIT;
+	char header[256];
+	struct fx f;
+	struct req rq = { .path = "/",
+			  .auth = hmac_cases[_i].auth,
+			  .header = hmac_cases[_i].header };
+
+	buf_addf(&serve, "%s\nhmac_secrets = %s, %s", hmac_cases[_i].serve, SECRET_A, SECRET_B);
+	fx_start(&f, serve.data);
+	test_read_fixture(&body, CEPH_PUT);
+	ceph_body(&signed_body, hmac_cases[_i].other_body ? "another key" : CEPH_KEY);
+	if (hmac_cases[_i].secret)
+		rq.header = sig_header(header, sizeof(header), hmac_cases[_i].secret, &signed_body);
+	rq.body = body.data;
+	rq.len = body.len;
+	rq.port = f.port;
+	ck_assert_int_eq(http(&rq, &r), hmac_cases[_i].status);
+	ck_assert_int_eq(jobs_in(f.q), hmac_cases[_i].status == 200);
+	if (hmac_cases[_i].status == 401)
+		assert_json_error(&r);
+	buf_release(&body);
+	buf_release(&serve);
+	buf_release(&signed_body);
+	resp_release(&r);
+	fx_end(&f);
+}
+END_TEST
+
+/* Rotation: a reload that drops the old secret refuses what it signs from then on. */
+START_TEST(reload_rotates_hmac_secrets)
+{
+	struct resp r = RESP_INIT;
+	struct buf body = BUF_INIT;
+	struct config cfg2 = CONFIG_INIT;
+	struct ini *ini2 = NULL;
+	struct err e = ERR_INIT;
+	char header[256];
+	struct req rq = { .path = "/" };
+	struct fx f;
+
+	fx_start(&f, "auth_token = none\nhmac_secrets = " SECRET_A);
+	test_read_fixture(&body, CEPH_PUT);
+	rq.body = body.data;
+	rq.len = body.len;
+	rq.port = f.port;
+	rq.header = sig_header(header, sizeof(header), SECRET_A, &body);
+	ck_assert_int_eq(http(&rq, &r), 200);
+	config_from(&cfg2, &ini2, f.dir, NULL, "auth_token = none\nhmac_secrets = " SECRET_B);
+	ck_assert_int_eq(webhook_reload(f.w, &cfg2, &e), 0);
+	ck_assert_int_eq(http(&rq, &r), 401);
+	ck_assert_str_eq(r.body.data, "{\"error\":\"wrong signature\"}\n");
+	rq.header = sig_header(header, sizeof(header), SECRET_B, &body);
+	ck_assert_int_eq(http(&rq, &r), 200);
+	webhook_free(f.w);
+	f.w = NULL;
+	config_release(&cfg2);
+	ini_free(ini2);
+	buf_release(&body);
+	resp_release(&r);
+	fx_end(&f);
+}
+END_TEST
+
+/* An SNS envelope is never taken unverified: without sns_topics it is a 400, token or not. */
+START_TEST(sns_message_needs_sns_topics)
+{
+	struct resp r = RESP_INIT;
+	struct buf body = BUF_INIT;
+	struct req rq = { .path = "/",
+			  .auth = "Bearer " TOKEN,
+			  .header = "x-amz-sns-message-type: Notification" };
+	struct fx f;
+
+	fx_start(&f, "auth_token = " TOKEN);
+	test_read_fixture(&body, CEPH_PUT);
+	rq.body = body.data;
+	rq.len = body.len;
+	rq.port = f.port;
+	ck_assert_int_eq(http(&rq, &r), 400);
+	ck_assert_msg(strstr(r.body.data, "sns_topics is not set"), "%s", r.body.data);
+	/* Raw message delivery is a plain notification, authenticated by the token. */
+	rq.header2 = "x-amz-sns-rawdelivery: true";
 	ck_assert_int_eq(http(&rq, &r), 200);
 	ck_assert_int_eq(jobs_in(f.q), 1);
 	buf_release(&body);
@@ -1130,6 +1295,163 @@ START_TEST(reload_swaps_token_and_rules)
 }
 END_TEST
 
+/* ---- TLS ---- */
+
+/* A certificate for key: issued by ca/ca_key (NULL: self-signed, a CA), with an IP SAN or not. */
+static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *ca, EVP_PKEY *ca_key, const char *san)
+{
+	const char *value = ca ? san : "critical,CA:TRUE";
+	X509 *x = X509_new();
+	X509V3_CTX ctx;
+	X509_EXTENSION *ext;
+
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), (long)(uintptr_t)key & 0x7fffffff);
+	X509_gmtime_adj(X509_getm_notBefore(x), -60);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_set_pubkey(x, key);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+				   (const unsigned char *)cn, -1, -1, 0);
+	X509_set_issuer_name(x, X509_get_subject_name(ca ? ca : x));
+	X509V3_set_ctx(&ctx, ca ? ca : x, x, NULL, NULL, 0);
+	if (value) {
+		ext = X509V3_EXT_conf_nid(NULL, &ctx,
+					  ca ? NID_subject_alt_name : NID_basic_constraints, value);
+		ck_assert_ptr_nonnull(ext);
+		X509_add_ext(x, ext, -1);
+		X509_EXTENSION_free(ext);
+	}
+	ck_assert_int_gt(X509_sign(x, ca_key ? ca_key : key, EVP_sha256()), 0);
+	return x;
+}
+
+/* Writes DIR/NAME.pem (the certificate) and DIR/NAME.key. */
+static void write_pem(const char *dir, const char *name, X509 *x, EVP_PKEY *key)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s.pem", dir, name);
+	ck_assert_ptr_nonnull(f = fopen(path, "w"));
+	PEM_write_X509(f, x);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/%s.key", dir, name);
+	ck_assert_ptr_nonnull(f = fopen(path, "w"));
+	PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+	fclose(f);
+}
+
+/* ca, srv (for 127.0.0.1, by ca), cli (by ca) and rogue (self-signed) in dir. */
+static void make_pki(const char *dir)
+{
+	EVP_PKEY *k[4];
+	X509 *ca, *x;
+	size_t i;
+
+	for (i = 0; i < 4; i++)
+		ck_assert_ptr_nonnull(k[i] = EVP_EC_gen("P-256"));
+	ca = make_cert(k[0], "test-ca", NULL, NULL, NULL);
+	write_pem(dir, "ca", ca, k[0]);
+	x = make_cert(k[1], "127.0.0.1", ca, k[0], "IP:127.0.0.1");
+	write_pem(dir, "srv", x, k[1]);
+	X509_free(x);
+	x = make_cert(k[2], "client", ca, k[0], NULL);
+	write_pem(dir, "cli", x, k[2]);
+	X509_free(x);
+	x = make_cert(k[3], "rogue", NULL, NULL, NULL);
+	write_pem(dir, "rogue", x, k[3]);
+	X509_free(x);
+	X509_free(ca);
+	for (i = 0; i < 4; i++)
+		EVP_PKEY_free(k[i]);
+}
+
+/* HTTPS with client certificates: none or a rogue one gets 401, a good one 200 (twice, kept alive).
+ */
+START_TEST(tls_client_certificates)
+{
+	char *pki = test_tmpdir();
+	struct resp r = RESP_INIT;
+	struct buf body = BUF_INIT, serve = BUF_INIT;
+	struct req rq = { .path = "/?token=" TOKEN, .tls_dir = pki };
+	CURL *c = curl_easy_init();
+	struct fx f;
+
+	make_pki(pki);
+	buf_addf(&serve,
+		 "auth_token = %s\ntls_cert = %s/srv.pem\ntls_key = %s/srv.key\n"
+		 "tls_client_ca = %s/ca.pem",
+		 TOKEN, pki, pki, pki);
+	fx_start(&f, serve.data);
+	test_read_fixture(&body, CEPH_PUT);
+	rq.body = body.data;
+	rq.len = body.len;
+	rq.port = f.port;
+	ck_assert_int_eq(http(&rq, &r), 401);
+	ck_assert_str_eq(r.body.data, "{\"error\":\"missing or untrusted client certificate\"}\n");
+	rq.cert = "rogue";
+	ck_assert_int_eq(http(&rq, &r), 401);
+	ck_assert_int_eq(jobs_in(f.q), 0);
+	rq.cert = "cli";
+	http_on(c, &rq, &r);
+	ck_assert_int_eq(r.status, 200);
+	ceph_body(&body, "second");
+	rq.body = body.data;
+	rq.len = body.len;
+	http_on(c, &rq, &r);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_int_eq(jobs_in(f.q), 2);
+	rq.tls_dir = NULL;
+	ck_assert_int_eq(http(&rq, &r), 0); /* plain HTTP gets no answer */
+	curl_easy_cleanup(c);
+	fx_end(&f);
+	buf_release(&body);
+	buf_release(&serve);
+	resp_release(&r);
+	test_rmtree(pki);
+	free(pki);
+}
+END_TEST
+
+/* TLS files that cannot serve are refused by webhook_new(), naming the key and the file. */
+START_TEST(tls_files_are_checked)
+{
+	static const struct {
+		const char *cert, *key, *why;
+		enum err_code code;
+	} cases[] = {
+		{ "srv.pem", "cli.key", "is not the key of tls_cert",
+		  ERR_CONFIG }, /* another key */
+		{ "srv.key", "srv.key", "holds no PEM certificate",
+		  ERR_CONFIG }, /* no certificate */
+		{ "srv.pem", "nothing.key", "[serve] tls_key: cannot", ERR_IO }, /* no file */
+	};
+	char *pki = test_tmpdir(), *dir = test_tmpdir();
+	size_t i;
+
+	make_pki(pki);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config cfg = CONFIG_INIT;
+		struct ini *ini = NULL;
+		struct err e = ERR_INIT;
+		struct buf serve = BUF_INIT;
+		buf_addf(&serve, "auth_token = none\ntls_cert = %s/%s\ntls_key = %s/%s", pki,
+			 cases[i].cert, pki, cases[i].key);
+		config_from(&cfg, &ini, dir, NULL, serve.data);
+		ck_assert_ptr_null(webhook_new(&cfg, NULL, &e));
+		ck_assert_int_eq(e.code, cases[i].code);
+		ck_assert_msg(strstr(e.msg, cases[i].why), "%s", e.msg);
+		config_release(&cfg);
+		ini_free(ini);
+		buf_release(&serve);
+	}
+	test_rmtree(pki);
+	test_rmtree(dir);
+	free(pki);
+	free(dir);
+}
+END_TEST
+
 START_TEST(start_fails_on_a_busy_port)
 {
 	struct config cfg = CONFIG_INIT;
@@ -1220,6 +1542,12 @@ static Suite *webhook_suite(void)
 			    (int)(sizeof(auth_cases) / sizeof(auth_cases[0])));
 	tcase_add_test(t, token_is_never_logged);
 	tcase_add_test(t, no_token_configured_takes_anyone);
+	tcase_add_loop_test(t, body_signature_is_checked, 0,
+			    (int)(sizeof(hmac_cases) / sizeof(hmac_cases[0])));
+	tcase_add_test(t, reload_rotates_hmac_secrets);
+	tcase_add_test(t, sns_message_needs_sns_topics);
+	tcase_add_test(t, tls_client_certificates);
+	tcase_add_test(t, tls_files_are_checked);
 	tcase_add_test(t, malformed_body_is_400);
 	tcase_add_test(t, body_over_limit_is_413);
 	tcase_add_test(t, refusal_does_not_wait_for_the_body);

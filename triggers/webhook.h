@@ -7,19 +7,39 @@
  * committed to the queue with fsync (DESIGN.md "Delivery semantics"):
  *
  *	POST <any path>   a notification: 200 {"events":N,"jobs":M} once durable;
- *	                  401 bad or missing token, 413 over body_limit, 400
+ *	                  401 not authenticated, 413 over body_limit, 400
  *	                  malformed ({"error":"..."}), 503 + Retry-After when the
- *	                  queue fails, is slow (commit_timeout) or is stopping
+ *	                  queue fails, is slow (commit_timeout) or is stopping, or
+ *	                  an SNS host could not be reached
  *	GET /healthz      200 when the queue takes a write now, else 503 (both listeners)
  *	GET /readyz       200 once started and until webhook_stop() (admin listener only)
  *	GET /metrics      Prometheus text (admin listener only, see webhook_set_metrics())
  *	GET /             405; other methods on any path 405; other GET paths 404
  *
  * Any path takes a POST because MinIO and Ceph RGW let the user choose the
- * endpoint URL; /healthz, /readyz and /metrics are reserved. The token comes
- * as `Authorization: Bearer TOKEN` (MinIO) or `?token=TOKEN` (Ceph RGW sends
- * no header of its own); either one matching is enough. Neither the token
- * nor the query string is ever logged.
+ * endpoint URL; /healthz, /readyz and /metrics are reserved.
+ *
+ * Authentication: each way in that [serve] configures suffices on its own;
+ * with none configured, anyone is taken.
+ *   - auth_token: `Authorization: Bearer TOKEN` (MinIO) or `?token=TOKEN`
+ *     (Ceph RGW sends no header of its own), checked at the headers.
+ *   - hmac_secrets: `X-S3hook-Signature: sha256=HEX`, the HMAC-SHA256 of the
+ *     raw body under any one of the secrets (several while rotating). It is
+ *     checked once the whole body is in: a request that carries the header
+ *     costs up to body_limit of reading before it can be refused.
+ *   - sns_topics: an SNS message (x-amz-sns-message-type) whose own
+ *     signature verifies (triggers/sns.h), also once the body is in; its
+ *     Message is then decoded as the notification. An SNS envelope is always
+ *     verified, whatever else authenticated its request.
+ * A request that offers none of the configured ways gets its 401 at the
+ * headers. Comparisons are constant-time; neither the token, the query
+ * string nor a signature is ever logged.
+ *
+ * TLS: with tls_cert and tls_key the main listener speaks HTTPS only (TLS
+ * 1.2 and 1.3); with tls_client_ca every request on it (healthz too) needs
+ * a client certificate that CA signed, else 401. admin_listen stays plain
+ * HTTP: it serves probes and scrapers, normally on loopback (a warning is
+ * logged when it is not).
  *
  * Every notification gets a request id (16 hex digits: a random prefix per
  * process and a counter), sent back as `X-Request-Id` and logged with each
@@ -76,6 +96,7 @@ enum webhook_reject {
 	WEBHOOK_REJ_QUEUE,     /* 503: the commit failed, or the queue failed moments ago */
 	WEBHOOK_REJ_TIMEOUT,   /* 503: the commit took longer than commit_timeout */
 	WEBHOOK_REJ_STOPPING,  /* 503: webhook_stop() had begun */
+	WEBHOOK_REJ_UPSTREAM,  /* 503: an SNS certificate or confirmation could not be fetched */
 	WEBHOOK_REJ_N
 };
 
@@ -97,7 +118,8 @@ struct webhook_stats {
 
 /*
  * Makes a listener for cfg's [serve] section that adds jobs to q. Nothing is
- * bound yet. Fails (ERR_CONFIG) on a listen address it cannot parse.
+ * bound yet. Fails (ERR_CONFIG) on a listen address it cannot parse or TLS
+ * files that do not hold a certificate and its key (ERR_IO: cannot be read).
  */
 struct webhook *webhook_new(const struct config *cfg, struct jobq *q, struct err *e);
 
@@ -113,14 +135,16 @@ int webhook_port(const struct webhook *w);
 int webhook_admin_port(const struct webhook *w);
 
 /*
- * Takes the reloadable keys of cfg ([serve] auth_token, body_limit,
- * max_parsing, commit_timeout, commit_batch, and the handlers) for the
- * requests that begin from now on; a request already past its headers keeps
- * the token check and body limit it began with. The keys that need a restart
- * (listen, admin_listen, max_connections, connection_timeout) are ignored:
- * config_restart_keys() names them. When this returns, the previous config
- * is no longer read and may be released. Never fails today; the error is
- * for the checks a later key may need.
+ * Takes the reloadable keys of cfg ([serve] auth_token, hmac_secrets, the
+ * sns_* keys, body_limit, max_parsing, commit_timeout, commit_batch, and the
+ * handlers) for the requests that begin from now on; a request already past
+ * its headers keeps the token check and body limit it began with (a body
+ * signature is checked with the secrets of when its body ended). The keys
+ * that need a restart (listen, admin_listen, max_connections,
+ * connection_timeout, tls_*) are ignored: config_restart_keys() names
+ * them. When this returns, the previous config is no longer read and may be
+ * released. Never fails today; the error is for the checks a later key may
+ * need.
  */
 int webhook_reload(struct webhook *w, const struct config *cfg, struct err *e);
 
