@@ -64,6 +64,8 @@ def hold(host, port, conns, seconds):
 
 
 def status_of(s):
+    if s is None:
+        return "closed"
     data = b""
     try:
         while b"\r\n" not in data:
@@ -78,8 +80,9 @@ def status_of(s):
 
 
 def headers(host, port):
-    s = connect(host, port)
+    s = s2 = None
     try:
+        s = connect(host, port)
         s.send(b"POST / HTTP/1.1\r\nHost: x\r\n")
         for i in range(10000):
             s.send(b"X-Flood-%d: %s\r\n" % (i, b"v" * 100))
@@ -87,8 +90,8 @@ def headers(host, port):
     except OSError:
         pass
     a = status_of(s)
-    s2 = connect(host, port)
     try:
+        s2 = connect(host, port)
         s2.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * (1 << 20) + b"\r\n\r\n")
     except OSError:
         pass
@@ -96,10 +99,11 @@ def headers(host, port):
 
 
 def chunked(host, port, seconds):
-    s = connect(host, port)
-    s.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    s = None
     end, sent = time.time() + seconds, 0
     try:
+        s = connect(host, port)
+        s.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
         while time.time() < end:
             s.send(b"1000\r\n" + b"[" * 4096 + b"\r\n")
             sent += 4096

@@ -42,8 +42,10 @@
  * is read, for this long: a persistent Ceph RGW topic resends every ~45 ms.
  */
 #define FAIL_HOLD_MS 1000
-/* healthz checks the queue for real at most this often. */
+/* healthz checks the queue for real this often, in the background. */
 #define HEALTH_CACHE_MS 500
+/* A background check that has not come back for this long is a failure itself. */
+#define HEALTH_STALE_MS 5000
 /* One warning per rejection reason this often; the rest are counted. */
 #define WARN_EVERY_MS 5000
 /* webhook_stop() gives requests under way this long beyond commit_timeout. */
@@ -208,6 +210,10 @@ struct webhook {
 	int64_t n_parsing;
 
 	pthread_mutex_t health_lock;
+	pthread_cond_t health_wake;
+	pthread_t health_thread;
+	int health_running;
+	int health_stopping; /* told to end, not joined yet */
 	int64_t health_at_ms;
 	int health_ok;
 	char health_msg[256];
@@ -1277,26 +1283,69 @@ static enum MHD_Result req_end(struct req *r, const char *path)
 
 /* ---- health ---- */
 
-/* Whether the queue takes a write, checked for real at most every HEALTH_CACHE_MS. */
-static int health_check(struct webhook *w, char *why, size_t size)
+/* Checks for real that the queue takes a write, and keeps the answer. */
+static void health_refresh(struct webhook *w)
 {
-	int64_t now = now_ms();
-	int ok;
-
+	struct err e = ERR_INIT;
+	int ok = jobq_check_writable(w->q, &e) == 0;
 	uint64_t quiet;
 
 	pthread_mutex_lock(&w->health_lock);
-	if (!w->health_at_ms || now - w->health_at_ms >= HEALTH_CACHE_MS) {
-		struct err e = ERR_INIT;
-		w->health_ok = jobq_check_writable(w->q, &e) == 0;
-		str_copy(w->health_msg, sizeof(w->health_msg), w->health_ok ? "" : e.msg);
-		w->health_at_ms = now_ms();
-		if (!w->health_ok && warn_allowed(w, WARN_HEALTH, &quiet))
-			log_warn("queue not writable", "error=%s suppressed=%llu", e.msg,
-				 (unsigned long long)quiet);
+	w->health_ok = ok;
+	str_copy(w->health_msg, sizeof(w->health_msg), ok ? "" : e.msg);
+	w->health_at_ms = now_ms();
+	pthread_mutex_unlock(&w->health_lock);
+	if (!ok && warn_allowed(w, WARN_HEALTH, &quiet))
+		log_warn("queue not writable", "error=%s suppressed=%llu", e.msg,
+			 (unsigned long long)quiet);
+}
+
+/*
+ * The check runs in a thread of its own every HEALTH_CACHE_MS, so /healthz
+ * answers from memory at once: a probe never waits behind a group commit's
+ * fsync for the queue's lock. A check that has not come back for
+ * HEALTH_STALE_MS (a hung disk) is itself a failure.
+ */
+static void *health_main(void *arg)
+{
+	struct webhook *w = arg;
+	struct timespec until;
+
+	pthread_mutex_lock(&w->health_lock);
+	while (w->health_running) {
+		pthread_mutex_unlock(&w->health_lock);
+		health_refresh(w);
+		pthread_mutex_lock(&w->health_lock);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += (long)HEALTH_CACHE_MS * 1000000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		if (w->health_running)
+			pthread_cond_timedwait(&w->health_wake, &w->health_lock, &until);
 	}
-	ok = w->health_ok;
-	str_copy(why, size, w->health_msg);
+	pthread_mutex_unlock(&w->health_lock);
+	return NULL;
+}
+
+static int health_check(struct webhook *w, char *why, size_t size)
+{
+	int64_t age;
+	int ok;
+
+	pthread_mutex_lock(&w->health_lock);
+	if (!w->health_at_ms ||
+	    (!w->health_running && now_ms() - w->health_at_ms >= HEALTH_CACHE_MS)) {
+		/* Not checked yet, or no background thread (stopped): check inline. */
+		pthread_mutex_unlock(&w->health_lock);
+		health_refresh(w);
+		pthread_mutex_lock(&w->health_lock);
+	}
+	age = now_ms() - w->health_at_ms;
+	ok = w->health_ok && age < HEALTH_STALE_MS;
+	if (w->health_ok && !ok)
+		snprintf(why, size, "the queue check has not come back for %lld ms", (long long)age);
+	else
+		str_copy(why, size, w->health_msg);
 	pthread_mutex_unlock(&w->health_lock);
 	return ok;
 }
@@ -1698,6 +1747,7 @@ struct webhook *webhook_new(const struct config *cfg, struct jobq *q, struct err
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_mutex_init(&w->parse_lock, NULL);
 	pthread_mutex_init(&w->health_lock, NULL);
+	pthread_cond_init(&w->health_wake, NULL);
 	pthread_mutex_init(&w->warn_lock, NULL);
 	cond_init_mono(&w->work);
 	cond_init_mono(&w->watch);
@@ -1794,6 +1844,11 @@ static int start_threads(struct webhook *w, struct err *e)
 			w->accepting = 0;
 			pthread_join(w->committer, NULL);
 		}
+	}
+	if (rc == 0) {
+		w->health_running = 1;
+		if (pthread_create(&w->health_thread, NULL, health_main, w) != 0)
+			w->health_running = 0; /* healthz then checks inline */
 	}
 	if (rc) {
 		errno = rc;
@@ -1919,6 +1974,13 @@ static void stop_threads(struct webhook *w)
 	pthread_cond_signal(&w->watch);
 	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->watchdog, NULL);
+	/* The health thread may be inside a check that waits for the queue's lock
+	 * (up to its busy timeout): tell it to end, and join it in webhook_free(). */
+	pthread_mutex_lock(&w->health_lock);
+	w->health_stopping = w->health_running;
+	w->health_running = 0;
+	pthread_cond_signal(&w->health_wake);
+	pthread_mutex_unlock(&w->health_lock);
 	w->threads = 0;
 }
 
@@ -1987,7 +2049,10 @@ void webhook_free(struct webhook *w)
 	pthread_rwlock_destroy(&w->cfg_lock);
 	pthread_mutex_destroy(&w->lock);
 	pthread_mutex_destroy(&w->parse_lock);
+	if (w->health_stopping)
+		pthread_join(w->health_thread, NULL);
 	pthread_mutex_destroy(&w->health_lock);
+	pthread_cond_destroy(&w->health_wake);
 	pthread_mutex_destroy(&w->warn_lock);
 	pthread_cond_destroy(&w->work);
 	pthread_cond_destroy(&w->watch);
