@@ -58,8 +58,10 @@ static int check(struct cmd_common *co)
 		goto out;
 	}
 	printf("%s: ok\n", cfg.path);
-	printf("  listen %s, admin %s, auth %s\n", cfg.listen,
-	       *cfg.admin_listen ? cfg.admin_listen : "off", cfg.auth_token ? "token" : "NONE");
+	printf("  listen %s, admin %s, auth:%s%s%s%s\n", cfg.listen,
+	       *cfg.admin_listen ? cfg.admin_listen : "off", cfg.auth_token ? " token" : "",
+	       cfg.hmac_secrets.n ? " hmac" : "", cfg.sns_topics.n ? " sns" : "",
+	       cfg.auth_token || cfg.hmac_secrets.n || cfg.sns_topics.n ? "" : " NONE (open)");
 	printf("  queue %s, workdir %s\n", cfg.queue, cfg.workdir);
 	for (i = 0; i < cfg.n_handlers; i++)
 		printf("  handler %s: %s\n", cfg.handlers[i].name, cfg.handlers[i].path);
