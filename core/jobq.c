@@ -1,7 +1,8 @@
 /*
  * jobq: the queue's model, whatever stores it: arguments, the handle's
  * mutex, lease tokens and their owners, which owners are gone, and waiting
- * for work. The storage is a backend's (core/jobq_sqlite.c); see jobq.h.
+ * for work. The storage is a backend's (core/jobq_sqlite.c, core/jobq_pg.c);
+ * see jobq.h.
  */
 #define S3HOOK_JOBQ_BACKEND
 #include "core/jobq.h"
@@ -393,7 +394,24 @@ void jobq_wake(struct jobq *q)
 	wake_all();
 }
 
+void jobq_wake_all(void)
+{
+	wake_all();
+}
+
 /* ----- open, close ----- */
+
+static int is_postgres(const char *url)
+{
+	return str_starts_with(url, "postgres://") || str_starts_with(url, "postgresql://");
+}
+
+char *jobq_url_shown(const char *url)
+{
+	if (!url)
+		return xstrdup("");
+	return is_postgres(url) ? jobq_pg_url_shown(url) : xstrdup(url);
+}
 
 struct jobq *jobq_open(const char *url, enum jobq_flags flags, struct err *e)
 {
@@ -405,11 +423,8 @@ struct jobq *jobq_open(const char *url, enum jobq_flags flags, struct err *e)
 		err_set(e, ERR_CONFIG, "no queue given");
 		return NULL;
 	}
-	if (str_starts_with(url, "postgres://") || str_starts_with(url, "postgresql://")) {
-		/* The URL may hold a password: never echo it. */
-		err_set(e, ERR_CONFIG, "PostgreSQL queues are not supported by this build yet");
-		return NULL;
-	}
+	if (is_postgres(url))
+		ops = &jobq_pg_ops;
 	q = xcalloc(1, sizeof(*q));
 	q->b = ops->open(url, flags, e);
 	if (!q->b) {

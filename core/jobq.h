@@ -11,7 +11,8 @@
  * reprocess checkpoints live beside it.
  *
  * The backend is chosen by the URL given to jobq_open(): a file path (SQLite,
- * the default) or postgres://... (later). A struct jobq is one connection;
+ * the default) or postgres://... (core/jobq_pg.c: many hosts share one queue).
+ * A struct jobq is one connection;
  * calls on one handle are serialised by a mutex inside, so threads may share
  * it, but a busy process (serve) opens one for ingest and one for workers.
  *
@@ -195,8 +196,9 @@ int jobq_reclaim_orphans(struct jobq *q, size_t *n, struct err *e);
  * a job added by this or another process, or the next retry coming due.
  * Returns early on jobq_wake(). A jobq_claim() that found nothing followed
  * by jobq_wait() on the same thread cannot miss a job added in between.
- * Other processes are noticed by polling (a few times a second), this
- * process's handles at once. Never holds the handle's mutex while asleep.
+ * Other processes are noticed by polling (a few times a second; on
+ * PostgreSQL, at once by LISTEN/NOTIFY on handles opened without
+ * JOBQ_INGEST or JOBQ_NO_CREATE), this process's handles at once. Never holds the handle's mutex while asleep.
  */
 void jobq_wait(struct jobq *q, uint32_t timeout_ms);
 
@@ -289,6 +291,12 @@ int jobq_check_writable(struct jobq *q, struct err *e);
  */
 int64_t jobq_oldest_pending_ms(struct jobq *q);
 
+/*
+ * The queue's URL as logs and messages may show it: a PostgreSQL URL without
+ * its password (postgres://USER@HOST:PORT/DB), a file as it is. free() it.
+ */
+char *jobq_url_shown(const char *url);
+
 /* Milliseconds since the epoch. */
 int64_t jobq_now_ms(void);
 
@@ -368,7 +376,14 @@ struct jobq_ops {
 
 void jobq_held_free(struct jobq_held *held, size_t n);
 
+/* Wakes every jobq_wait() of this process: for a backend that hears of work from elsewhere. */
+void jobq_wake_all(void);
+
+/* jobq_url_shown() of a postgres:// URL. */
+char *jobq_pg_url_shown(const char *url);
+
 extern const struct jobq_ops jobq_sqlite_ops;
+extern const struct jobq_ops jobq_pg_ops;
 #endif
 
 #endif
