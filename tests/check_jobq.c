@@ -211,6 +211,42 @@ static int wait_child(pid_t pid)
 }
 
 /*
+ * A child process that runs fn(arg) once child_go() lets it. Tests fork
+ * before they open a queue: the PostgreSQL queue has a listening thread, and
+ * a fork while that thread is in malloc() leaves the child's allocator locked
+ * for good under GCC 12's ASan, which has no fork handler for it.
+ */
+struct child {
+	pid_t pid;
+	int go;
+};
+
+static struct child child_start(int (*fn)(int), int arg)
+{
+	struct child c;
+	int fds[2];
+	char b;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	c.pid = fork();
+	ck_assert_int_ge(c.pid, 0);
+	if (c.pid == 0) {
+		close(fds[1]);
+		_exit(read(fds[0], &b, 1) == 1 ? fn(arg) : 9);
+	}
+	close(fds[0]);
+	c.go = fds[1];
+	return c;
+}
+
+static void child_go(struct child *c)
+{
+	ck_assert_int_eq(write(c->go, "g", 1), 1);
+	close(c->go);
+	c->go = -1;
+}
+
+/*
  * Another process (s3hook jobs) opening and closing the queue while serve has
  * it open twice (listener and workers) must not lose what serve commits after.
  * A second open in one process once did open()+close() on the file, which
@@ -923,27 +959,26 @@ static int claim_child(int hold_fd)
 
 START_TEST(reclaim_orphans_of_dead_processes)
 {
-	struct jobq *q = open_q(0);
+	struct jobq *q;
 	struct err e = ERR_INIT;
 	struct jobq_job job;
+	struct child child;
 	int sv[2];
 	size_t n = 9;
-	pid_t pid;
 	char c;
 
-	add(q, "thumb", "a", 0);
 	/* A live process's lease stays. */
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0)
-		_exit(claim_child(sv[1]));
+	child = child_start(claim_child, sv[1]);
+	q = open_q(0);
+	add(q, "thumb", "a", 0);
+	child_go(&child);
 	ck_assert_int_eq(read(sv[0], &c, 1), 1);
 	ck_assert_msg(jobq_reclaim_orphans(q, &n, &e) == 0, "%s", e.msg);
 	ck_assert_uint_eq(n, 0);
 	ck_assert_int_eq(count_state(q, JOB_RUNNING), 1);
 	ck_assert_int_eq(write(sv[0], "x", 1), 1);
-	ck_assert_int_eq(wait_child(pid), 0);
+	ck_assert_int_eq(wait_child(child.pid), 0);
 	close(sv[0]);
 	close(sv[1]);
 	/* Gone now: claimable at once, its attempt still counted. */
@@ -1068,7 +1103,7 @@ static int claimer_child(int fd)
 
 START_TEST(two_processes_claim_each_job_once)
 {
-	struct jobq *q = open_q(0);
+	struct jobq *q;
 	static unsigned char seen[CONC_JOBS + 1];
 	pid_t pids[4];
 	int fds[2], i, total = 0;
@@ -1095,6 +1130,7 @@ START_TEST(two_processes_claim_each_job_once)
 	for (i = 0; i < 4; i++)
 		ck_assert_int_eq(wait_child(pids[i]), 0);
 	ck_assert_int_eq(total, CONC_JOBS);
+	q = open_q(0);
 	ck_assert_int_eq(count_state(q, JOB_DONE), CONC_JOBS);
 	jobq_close(q);
 }
@@ -1153,22 +1189,21 @@ static int late_enqueue_child(int fd)
 
 START_TEST(wait_wakes_when_another_process_adds)
 {
-	struct jobq *q = open_q(0);
+	struct jobq *q;
 	struct jobq_job job;
+	struct child child;
 	int64_t t0, t1, added_at;
 	int fds[2];
-	pid_t pid;
 
-	ck_assert_int_eq(claim(q, &job), 0);
 	ck_assert_int_eq(pipe(fds), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0)
-		_exit(late_enqueue_child(fds[1]));
+	child = child_start(late_enqueue_child, fds[1]);
+	q = open_q(0);
+	ck_assert_int_eq(claim(q, &job), 0);
+	child_go(&child);
 	t0 = mono_ms();
 	jobq_wait(q, 5000);
 	t1 = mono_ms();
-	ck_assert_int_eq(wait_child(pid), 0);
+	ck_assert_int_eq(wait_child(child.pid), 0);
 	ck_assert_int_eq(read(fds[0], &added_at, sizeof(added_at)), (ssize_t)sizeof(added_at));
 	close(fds[0]);
 	close(fds[1]);

@@ -148,9 +148,13 @@ END_TEST
 
 #define TRIPLE_JOBS 40
 
+/* Counts, shared with the children: running now and the most that ever ran at once. */
+static int *triple_counts;
+
 /* Claims jobs of one (bucket, key, handler) until all are done; 0 when never two ran at once. */
-static int triple_child(int *running, int *most)
+static int triple_child(int unused)
 {
+	int *running = &triple_counts[0], *most = &triple_counts[1];
 	struct jobq_filter f = { NULL, NULL, 30000 };
 	struct jobq_query all = JOBQ_QUERY_INIT;
 	struct err e = ERR_INIT;
@@ -159,6 +163,7 @@ static int triple_child(int *running, int *most)
 	struct jobq_job job;
 	int r, now;
 
+	(void)unused;
 	if (!q)
 		return 1;
 	while (mono_ms() < end) {
@@ -191,34 +196,33 @@ static int triple_child(int *running, int *most)
  */
 START_TEST(pg_one_job_of_a_triple_runs_at_a_time)
 {
-	struct jobq *q = open_q(JOBQ_INGEST);
+	struct jobq *q;
 	struct jobq_new jobs[TRIPLE_JOBS];
 	char seqs[TRIPLE_JOBS][16];
-	int *shared, i;
+	struct child children[4];
 	struct err e = ERR_INIT;
 	size_t added;
-	pid_t pids[4];
+	int i;
 
-	shared = mmap(NULL, 2 * sizeof(int), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
-		      0);
-	ck_assert_ptr_ne(shared, MAP_FAILED);
-	shared[0] = shared[1] = 0;
+	triple_counts = mmap(NULL, 2 * sizeof(int), PROT_READ | PROT_WRITE,
+			     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(triple_counts, MAP_FAILED);
+	triple_counts[0] = triple_counts[1] = 0;
+	for (i = 0; i < 4; i++)
+		children[i] = child_start(triple_child, 0);
+	q = open_q(JOBQ_INGEST);
 	for (i = 0; i < TRIPLE_JOBS; i++) {
 		snprintf(seqs[i], sizeof(seqs[i]), "s%02d", i);
 		jobs[i] = job_new("thumb", "same.jpg", seqs[i]);
 	}
 	ck_assert_msg(jobq_enqueue(q, jobs, TRIPLE_JOBS, &added, &e) == 0, "%s", e.msg);
-	for (i = 0; i < 4; i++) {
-		pids[i] = fork();
-		ck_assert_int_ge(pids[i], 0);
-		if (pids[i] == 0)
-			_exit(triple_child(&shared[0], &shared[1]));
-	}
 	for (i = 0; i < 4; i++)
-		ck_assert_int_eq(wait_child(pids[i]), 0);
-	ck_assert_int_eq(shared[1], 1);
+		child_go(&children[i]);
+	for (i = 0; i < 4; i++)
+		ck_assert_int_eq(wait_child(children[i].pid), 0);
+	ck_assert_int_eq(triple_counts[1], 1);
 	ck_assert_int_eq(count_state(q, JOB_DONE), TRIPLE_JOBS);
-	munmap(shared, 2 * sizeof(int));
+	munmap(triple_counts, 2 * sizeof(int));
 	jobq_close(q);
 }
 END_TEST
@@ -285,12 +289,16 @@ END_TEST
  */
 START_TEST(pg_connections_come_back)
 {
-	struct jobq *worker = open_q(0), *ingest = open_q(JOBQ_INGEST);
+	struct jobq *worker, *ingest;
 	struct jobq_job job;
+	struct child child;
 	int64_t t0, t1, added_at;
 	int fds[2];
-	pid_t pid;
 
+	ck_assert_int_eq(pipe(fds), 0);
+	child = child_start(late_enqueue_child, fds[1]);
+	worker = open_q(0);
+	ingest = open_q(JOBQ_INGEST);
 	add(ingest, "thumb", "a", 0);
 	claim_key(worker, "a", &job);
 	drop_connections();
@@ -304,15 +312,11 @@ START_TEST(pg_connections_come_back)
 	/* The listener tries again every second; then another process's job wakes us. */
 	sleep_ms(1500);
 	ck_assert_int_eq(claim(worker, &job), 0);
-	ck_assert_int_eq(pipe(fds), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0)
-		_exit(late_enqueue_child(fds[1]));
+	child_go(&child);
 	t0 = mono_ms();
 	jobq_wait(worker, 5000);
 	t1 = mono_ms();
-	ck_assert_int_eq(wait_child(pid), 0);
+	ck_assert_int_eq(wait_child(child.pid), 0);
 	ck_assert_int_eq(read(fds[0], &added_at, sizeof(added_at)), (ssize_t)sizeof(added_at));
 	close(fds[0]);
 	close(fds[1]);
@@ -353,23 +357,20 @@ static int drop_inserter_child(int ms)
  */
 START_TEST(pg_lost_commit_is_unknown)
 {
+	struct child child = child_start(drop_inserter_child, 500);
 	struct jobq *q = open_q(JOBQ_INGEST);
 	struct jobq_new j = job_new("thumb", "a", "s1");
 	struct err e = ERR_INIT;
 	size_t added = 9;
-	pid_t pid;
 
 	sql("CREATE TABLE hold (x int); INSERT INTO hold VALUES (1); "
 	    "CREATE FUNCTION held() RETURNS trigger LANGUAGE plpgsql AS "
 	    "'BEGIN IF EXISTS (SELECT 1 FROM hold) THEN PERFORM pg_sleep(20); END IF; "
 	    "RETURN NULL; END'; "
 	    "CREATE TRIGGER held AFTER INSERT ON jobs EXECUTE FUNCTION held()");
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0)
-		_exit(drop_inserter_child(500));
+	child_go(&child);
 	ck_assert_int_eq(jobq_enqueue(q, &j, 1, &added, &e), -1);
-	ck_assert_int_eq(wait_child(pid), 0);
+	ck_assert_int_eq(wait_child(child.pid), 0);
 	ck_assert_uint_eq(added, 0);
 	ck_assert_int_eq(e.code, ERR_QUEUE);
 	ck_assert_msg(strstr(e.msg, "outcome is unknown"), "%s", e.msg);
