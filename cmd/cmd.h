@@ -83,6 +83,7 @@ int cmd_upload(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
+int cmd_cp(int argc, char **argv);
 int cmd_presign(int argc, char **argv);
 int cmd_check_config(int argc, char **argv);
 int cmd_jobs(int argc, char **argv);

@@ -20,6 +20,7 @@ static const struct command commands[] = {
 	{ "ls", cmd_ls, "list the objects under a prefix" },
 	{ "get", cmd_get, "download an object" },
 	{ "rm", cmd_rm, "delete objects" },
+	{ "cp", cmd_cp, "copy an object within the server" },
 	{ "presign", cmd_presign, "print a presigned URL" },
 	{ "jobs", cmd_jobs, "list jobs of the queue" },
 	{ "retry", cmd_retry, "run dead or failed jobs again" },

@@ -1077,26 +1077,35 @@ static int check_embedded_error(const struct req *r, const struct buf *xml, stru
 	return http_error(r, &rs, e);
 }
 
+/* Performs a request whose 200 answer is XML that may hold an <Error>, or the new ETag. */
+static int request_xml_result(struct s3_client *c, struct req *r, struct s3_object_info *info,
+			      struct err *e)
+{
+	struct buf xml = BUF_INIT;
+	int ret = request(c, r, info, &xml, e);
+
+	if (ret == 0)
+		ret = check_embedded_error(r, &xml, e);
+	if (ret == 0 && info &&
+	    s3_xml_find_text(xml.data, xml.len, "ETag", info->etag, sizeof(info->etag)) == 0)
+		strip_quotes(info->etag);
+	buf_release(&xml);
+	return ret;
+}
+
 int s3_copy_object(struct s3_client *c, const char *src_bucket, const char *src_key,
 		   const char *bucket, const char *key, struct s3_object_info *info,
 		   struct err *e)
 {
 	struct req r = req_init(S3_OP_COPY_OBJECT, "PUT", bucket, key);
-	struct buf src = BUF_INIT, xml = BUF_INIT;
+	struct buf src = BUF_INIT;
 	int ret;
 
 	buf_addf(&src, "/%s/", src_bucket);
 	str_pct_encode(&src, src_key, strlen(src_key), 1);
 	add_header(&r, "x-amz-copy-source", src.data);
-	ret = request(c, &r, info, &xml, e);
-	r.key = key;
-	if (ret == 0)
-		ret = check_embedded_error(&r, &xml, e);
-	if (ret == 0 && info &&
-	    s3_xml_find_text(xml.data, xml.len, "ETag", info->etag, sizeof(info->etag)) == 0)
-		strip_quotes(info->etag);
+	ret = request_xml_result(c, &r, info, e);
 	buf_release(&src);
-	buf_release(&xml);
 	return ret;
 }
 
@@ -1213,7 +1222,7 @@ int s3_mpu_complete(struct s3_client *c, const char *bucket, const char *key,
 		    struct s3_object_info *info, struct err *e)
 {
 	struct req r = req_init(S3_OP_MPU_COMPLETE, "POST", bucket, key);
-	struct buf doc = BUF_INIT, xml = BUF_INIT;
+	struct buf doc = BUF_INIT;
 	struct s3_body body = S3_BODY_INIT;
 	size_t i;
 	int ret;
@@ -1229,15 +1238,8 @@ int s3_mpu_complete(struct s3_client *c, const char *bucket, const char *key,
 	r.body = &body;
 	/* Completing the same parts twice gives the same object: safe to retry. */
 	r.idempotent = 1;
-	ret = request(c, &r, NULL, &xml, e);
-	r.key = key;
-	if (ret == 0)
-		ret = check_embedded_error(&r, &xml, e);
-	if (ret == 0 && info &&
-	    s3_xml_find_text(xml.data, xml.len, "ETag", info->etag, sizeof(info->etag)) == 0)
-		strip_quotes(info->etag);
+	ret = request_xml_result(c, &r, info, e);
 	buf_release(&doc);
-	buf_release(&xml);
 	return ret;
 }
 

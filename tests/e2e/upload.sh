@@ -85,6 +85,21 @@ curl -sf -T "$WORK/small.txt" "$purl" >/dev/null || fail "curl PUT on the presig
 s3h get "s3://$B/put-by-url.txt" "$WORK/put-back"
 expect_file_eq "presigned PUT works" "$WORK/small.txt" "$WORK/put-back"
 
+# --- cp: a copy made by the server, metadata kept; a hostile key as the source ------------------
+s3h cp "s3://$B/$jkey" "s3://$B/copied/a b+c.txt" >/dev/null
+aws_ s3api get-object --bucket "$B" --key "copied/a b+c.txt" "$WORK/copied" >/dev/null
+expect_file_eq "cp copies the bytes" "$WORK/small.txt" "$WORK/copied"
+meta=$(aws_ s3api head-object --bucket "$B" --key "copied/a b+c.txt" --query 'Metadata.owner' --output text)
+expect_eq "cp keeps the metadata" "$meta" "ann"
+s3h cp "s3://$B/dots/../up.txt" "s3://$B/copied/up.txt" >/dev/null
+s3h get "s3://$B/copied/up.txt" "$WORK/copied2"
+expect_file_eq "cp from a key with '..'" "$WORK/small.txt" "$WORK/copied2"
+set +e
+err=$(s3h cp "s3://$B/no-such" "s3://$B/copied/x" 2>&1); rc=$?
+set -e
+expect_eq "cp of a missing key exits 1" "$rc" "1"
+expect_match "cp of a missing key says NoSuchKey" "$err" "NoSuchKey"
+
 # --- rm -----------------------------------------------------------------------------------------
 s3h rm "s3://$B/a b.txt"
 if aws_ s3api head-object --bucket "$B" --key "a b.txt" >/dev/null 2>&1; then fail "rm left the object"; fi
