@@ -28,7 +28,7 @@ TESTS := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 
 .SECONDARY:
 .PHONY: all deps check unit unit-asan e2e demo install clean format format-check fuzz \
-	fuzz-check fuzz-build
+	fuzz-check fuzz-build print-pkgs
 all: $(B)/s3hook
 
 deps:
@@ -119,3 +119,7 @@ clean:
 
 -include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(TESTS:%=%.d) \
 	$(FUZZ_TARGETS:%=$(B)/tests/fuzz/fuzz_%.d)
+
+# The pkg-config packages the library links with (for programs built outside make, such as benchmarks).
+print-pkgs:
+	@echo $(PKGS)
