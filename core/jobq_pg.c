@@ -739,28 +739,14 @@ static const char *array_of(struct buf *a, const char *const *list, int null_ok)
  */
 static void add_utf8(struct buf *out, const char *s)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	unsigned char c;
-	size_t n, i;
+	size_t n;
 
-	while ((c = *p)) {
-		n = c < 0x80		     ? 1
-		    : c >= 0xc2 && c <= 0xdf ? 2
-		    : c >= 0xe0 && c <= 0xef ? 3
-		    : c >= 0xf0 && c <= 0xf4 ? 4
-					     : 0;
-		for (i = 1; i < n; i++)
-			if ((p[i] & 0xc0) != 0x80)
-				n = 0;
-		/* Overlong forms, surrogates and code points past U+10FFFF. */
-		if ((c == 0xe0 && n && p[1] < 0xa0) || (c == 0xed && n && p[1] > 0x9f) ||
-		    (c == 0xf0 && n && p[1] < 0x90) || (c == 0xf4 && n && p[1] > 0x8f))
-			n = 0;
+	for (; *s; s += n ? n : 1) {
+		n = str_utf8_len(s);
 		if (n)
-			buf_add(out, p, n);
+			buf_add(out, s, n);
 		else
 			buf_adds(out, "\xef\xbf\xbd");
-		p += n ? n : 1;
 	}
 }
 

@@ -1,6 +1,7 @@
 #include "core/log.h"
 
 #include "core/buf.h"
+#include "core/str.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -41,23 +42,42 @@ int log_enabled(enum log_level level)
 	return level >= log_min && log_min != LOG_OFF;
 }
 
-/* Whether a logfmt value can go bare (no spaces, quotes, '=' or control bytes). */
+/* Whether a logfmt value can go bare (no spaces, quotes, '=', control bytes or bad UTF-8). */
 static int bare_ok(const char *v)
 {
+	size_t n;
+
 	if (!*v)
 		return 0;
-	for (; *v; v++)
-		if ((unsigned char)*v <= ' ' || *v == '"' || *v == '=' || *v == '\\' || *v == 0x7f)
+	for (; *v; v += n) {
+		n = (unsigned char)*v < 0x80 ? 1 : str_utf8_len(v);
+		if (!n || (unsigned char)*v <= ' ' || *v == '"' || *v == '=' || *v == '\\' ||
+		    *v == 0x7f)
 			return 0;
+	}
 	return 1;
 }
 
+/*
+ * A quoted value, as JSON writes a string; a byte that is not part of valid
+ * UTF-8 (a key or a handler's output may be any bytes) becomes U+FFFD, so
+ * every line stays valid JSON, and valid UTF-8 for logfmt readers.
+ */
 static void add_quoted(struct buf *b, const char *v)
 {
+	size_t n;
+
 	buf_addch(b, '"');
 	for (; *v; v++) {
 		unsigned char c = (unsigned char)*v;
-		if (c == '"' || c == '\\')
+		if (c >= 0x80) {
+			n = str_utf8_len(v);
+			if (n)
+				buf_add(b, v, n);
+			else
+				buf_adds(b, "\xef\xbf\xbd");
+			v += n ? n - 1 : 0;
+		} else if (c == '"' || c == '\\')
 			buf_addf(b, "\\%c", c);
 		else if (c == '\n')
 			buf_adds(b, "\\n");

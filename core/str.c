@@ -251,3 +251,25 @@ void *xrealloc(void *p, size_t size)
 		abort();
 	return p;
 }
+
+size_t str_utf8_len(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	unsigned char c = p[0];
+	size_t n, i;
+
+	n = c == 0		     ? 0
+	    : c < 0x80		     ? 1
+	    : c >= 0xc2 && c <= 0xdf ? 2
+	    : c >= 0xe0 && c <= 0xef ? 3
+	    : c >= 0xf0 && c <= 0xf4 ? 4
+				     : 0;
+	for (i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	/* Overlong forms, surrogates and code points past U+10FFFF. */
+	if ((c == 0xe0 && n && p[1] < 0xa0) || (c == 0xed && n && p[1] > 0x9f) ||
+	    (c == 0xf0 && n && p[1] < 0x90) || (c == 0xf4 && n && p[1] > 0x8f))
+		return 0;
+	return n;
+}

@@ -37,6 +37,13 @@ int str_consttime_eq(const char *a, size_t alen, const char *b, size_t blen);
 void str_hex(char *out, const unsigned char *in, size_t len);
 
 /*
+ * The length (1 to 4) of the valid UTF-8 character that starts at p, which is
+ * NUL-terminated; 0 when the bytes there are not one (a stray continuation
+ * byte, a cut sequence, an overlong form, a surrogate, past U+10FFFF, or NUL).
+ */
+size_t str_utf8_len(const char *p);
+
+/*
  * Percent-decoding. With `plus_is_space`, '+' decodes to ' ' (HTML form and
  * Go url.QueryEscape style). Fails (-1) on a malformed escape. The result may
  * hold NUL bytes: out->len says how long it is.

@@ -4,10 +4,13 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/ini.h"
+#include "core/log.h"
 #include "core/str.h"
 #include "core/units.h"
 
+#include <jansson.h>
 #include <string.h>
+#include <unistd.h>
 
 START_TEST(buf_grows_and_caps)
 {
@@ -147,6 +150,65 @@ START_TEST(err_first_wins_and_prefix)
 }
 END_TEST
 
+START_TEST(utf8_lengths)
+{
+	ck_assert_uint_eq(str_utf8_len("a"), 1);
+	ck_assert_uint_eq(str_utf8_len(""), 0);
+	ck_assert_uint_eq(str_utf8_len("\xc3\xa9"), 2);	     /* é */
+	ck_assert_uint_eq(str_utf8_len("\xe2\x82\xac"), 3);     /* € */
+	ck_assert_uint_eq(str_utf8_len("\xf0\x9f\x90\xb1"), 4); /* cat */
+	ck_assert_uint_eq(str_utf8_len("\x80"), 0);		     /* stray continuation */
+	ck_assert_uint_eq(str_utf8_len("\xc3"), 0);		     /* cut at the end */
+	ck_assert_uint_eq(str_utf8_len("\xe2\x82x"), 0);	     /* cut in the middle */
+	ck_assert_uint_eq(str_utf8_len("\xc0\xaf"), 0);	     /* overlong '/' */
+	ck_assert_uint_eq(str_utf8_len("\xe0\x80\xaf"), 0);     /* overlong '/' */
+	ck_assert_uint_eq(str_utf8_len("\xed\xa0\x80"), 0);     /* surrogate */
+	ck_assert_uint_eq(str_utf8_len("\xf4\x90\x80\x80"), 0); /* past U+10FFFF */
+	ck_assert_uint_eq(str_utf8_len("\xff"), 0);
+}
+END_TEST
+
+/* Logs one line with key=KEY through a pipe; returns it (static). */
+static const char *log_line(enum log_format fmt, const char *key)
+{
+	static char line[4096];
+	int fds[2];
+	ssize_t n;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	log_setup(LOG_INFO, fmt, fds[1]);
+	log_info("job done", "key=%s n=%d", key, 7);
+	log_setup(LOG_INFO, LOG_LOGFMT, 2);
+	close(fds[1]);
+	n = read(fds[0], line, sizeof(line) - 1);
+	close(fds[0]);
+	ck_assert_int_gt(n, 0);
+	line[n] = '\0';
+	return line;
+}
+
+/* A key of any bytes leaves every JSON log line valid JSON, and UTF-8 for logfmt. */
+START_TEST(log_lines_stay_valid_utf8)
+{
+	const char *key = "caf\xc3\xa9/\xff\xfe\"x\n\xe2\x82";
+	json_error_t jerr;
+	json_t *o;
+	const char *l;
+
+	l = log_line(LOG_JSON, key);
+	o = json_loads(l, 0, &jerr);
+	ck_assert_msg(o != NULL, "not JSON: %s (%s)", l, jerr.text);
+	ck_assert_str_eq(json_string_value(json_object_get(o, "key")),
+			 "caf\xc3\xa9/\xef\xbf\xbd\xef\xbf\xbd\"x\n\xef\xbf\xbd\xef\xbf\xbd");
+	ck_assert_int_eq(json_integer_value(json_object_get(o, "n")), 7);
+	json_decref(o);
+	l = log_line(LOG_LOGFMT, "\xff" "bare");
+	ck_assert_msg(strstr(l, " key=\"\xef\xbf\xbd" "bare\""), "%s", l);
+	l = log_line(LOG_LOGFMT, "caf\xc3\xa9");
+	ck_assert_msg(strstr(l, " key=caf\xc3\xa9 "), "%s", l);
+}
+END_TEST
+
 static Suite *core_suite(void)
 {
 	Suite *s = suite_create("core");
@@ -159,6 +221,8 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, ini_inline_comments_long_lines_and_errors);
 	tcase_add_test(tc, units_parse);
 	tcase_add_test(tc, err_first_wins_and_prefix);
+	tcase_add_test(tc, utf8_lengths);
+	tcase_add_test(tc, log_lines_stay_valid_utf8);
 	suite_add_tcase(s, tc);
 	return s;
 }
