@@ -315,6 +315,18 @@ int64_t jobq_now_ms(void);
  */
 struct jobq_backend;
 
+/*
+ * SQL both backends' schemas share: a job's columns in the order each
+ * backend's row_job() reads them (tok is the lease token's expression), and
+ * what leaves a job's lease behind.
+ */
+#define JOB_COLS(tok)                                                                         \
+	"id, " tok ", state, handler, bucket, key, version_id, etag, sequencer, event_name, " \
+	"event_json, depth, priority, attempts, max_attempts, created_ms, updated_ms, "       \
+	"next_ms, exit_code, signal, last_error, stdout_tail, stderr_tail, "                  \
+	"cpu_user_s, cpu_sys_s, max_rss_kib, wall_ms, batch"
+#define UNLEASED "lease_owner = NULL, lease_token = NULL, lease_until_ms = NULL"
+
 /* A claim being made. */
 struct jobq_lease {
 	int64_t token;	   /* random, never 0 */

@@ -202,15 +202,6 @@ static const char *const migrations[] = {
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(*migrations)))
 
-/* A job's columns in the order row_job() reads them; tok is the lease token's expression. */
-#define JOB_COLS(tok)                                                                         \
-	"id, " tok ", state, handler, bucket, key, version_id, etag, sequencer, event_name, " \
-	"event_json, depth, priority, attempts, max_attempts, created_ms, updated_ms, "       \
-	"next_ms, exit_code, signal, last_error, stdout_tail, stderr_tail, "                  \
-	"cpu_user_s, cpu_sys_s, max_rss_kib, wall_ms, batch"
-
-#define UNLEASED "lease_owner = NULL, lease_token = NULL, lease_until_ms = NULL"
-
 /* The dedupe key, in a byte order that every transaction inserts in (no deadlocks). */
 #define DEDUPE_ORDER                                                          \
 	"b COLLATE \"C\", k COLLATE \"C\", (CASE WHEN v <> '' THEN v ELSE t " \

@@ -111,16 +111,6 @@ static const char *const migrations[] = {
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(*migrations)))
 
-/* A job's columns in the order row_job() reads them; tok is the lease token's expression. */
-#define JOB_COLS(tok)                                                                         \
-	"id, " tok ", state, handler, bucket, key, version_id, etag, sequencer, event_name, " \
-	"event_json, depth, priority, attempts, max_attempts, created_ms, updated_ms, "       \
-	"next_ms, exit_code, signal, last_error, stdout_tail, stderr_tail, "                  \
-	"cpu_user_s, cpu_sys_s, max_rss_kib, wall_ms, batch"
-
-/* What leaves a job's lease behind. */
-#define UNLEASED "lease_owner = NULL, lease_token = NULL, lease_until_ms = NULL"
-
 enum stmt {
 	ST_BEGIN,
 	ST_COMMIT,
