@@ -46,7 +46,7 @@ void event_release(struct event *ev)
 	free(ev->version_id);
 	free(ev->sequencer);
 	free(ev->time);
-	json_decref(ev->raw);
+	free(ev->raw);
 	for (i = 0; i < ev->nmeta; i++) {
 		free(ev->meta[i].key);
 		free(ev->meta[i].val);
@@ -289,13 +289,11 @@ static int bucket_check(const char *bucket, const char *path, struct err *e)
 
 /*
  * A decoded key must be a C string (no NUL) that the canonical JSON can
- * carry: jansson's own UTF-8 check decides, since it is what will encode it.
+ * carry: valid UTF-8, as strict as jansson is when it reads the JSON back.
  * `as_sent` is what messages show: the decoded bytes may not be printable.
  */
 static int key_check(const char *key, size_t len, const char *as_sent, struct err *e)
 {
-	json_t *probe;
-
 	if (len == 0)
 		return err_set(e, ERR_PARSE, "the key is empty");
 	if (memchr(key, '\0', len))
@@ -303,10 +301,8 @@ static int key_check(const char *key, size_t len, const char *as_sent, struct er
 	if (len > EVENT_KEY_MAX)
 		return err_set(e, ERR_LIMIT, "key '%s' is %zu bytes, more than the %d allowed",
 			       SHORT(as_sent), len, EVENT_KEY_MAX);
-	probe = json_stringn(key, len);
-	if (!probe)
+	if (!str_utf8_valid(key, len))
 		return err_set(e, ERR_PARSE, "key '%s' is not UTF-8", SHORT(as_sent));
-	json_decref(probe);
 	return 0;
 }
 
@@ -381,6 +377,162 @@ static int take_meta(json_t *rec, struct event *ev, struct err *e)
 	if (ev->source == EVENT_SRC_CEPH)
 		return meta_from_list(v, path, ev, e);
 	return meta_from_object(v, path, ev, e);
+}
+
+/*
+ * The record's own bytes. The text has been parsed by jansson, so it is valid
+ * JSON; these walk it again only to find where each record lies, so that the
+ * queue stores the record as sent rather than jansson's encoding of its copy
+ * (which cost as much as the parse).
+ */
+
+struct span {
+	size_t off, len;
+};
+
+static size_t skip_ws(const char *s, size_t len, size_t i)
+{
+	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+		i++;
+	return i;
+}
+
+/* s[i] is the opening '"': the index just past the closing one. */
+static size_t skip_string(const char *s, size_t len, size_t i)
+{
+	for (i++; i < len; i++) {
+		if (s[i] == '\\')
+			i++;
+		else if (s[i] == '"')
+			return i + 1;
+	}
+	return len;
+}
+
+/* The index just past the value that starts at s[i]. */
+static size_t skip_value(const char *s, size_t len, size_t i)
+{
+	size_t depth = 0;
+
+	if (i < len && s[i] == '"')
+		return skip_string(s, len, i);
+	if (i < len && s[i] != '{' && s[i] != '[') {
+		while (i < len && !strchr(",}] \t\r\n", s[i]))
+			i++;
+		return i;
+	}
+	for (; i < len; i++) {
+		if (s[i] == '"')
+			i = skip_string(s, len, i) - 1;
+		else if (s[i] == '{' || s[i] == '[')
+			depth++;
+		else if ((s[i] == '}' || s[i] == ']') && --depth == 0)
+			return i + 1;
+	}
+	return len;
+}
+
+/*
+ * Where the value of member `name` of the object at s[i] lies: 1, or 0 when
+ * the object has no such member, or -1 when a member name holds an escape
+ * (which might spell `name`) or the text is not an object.
+ */
+static int span_member(const char *s, size_t len, size_t i, const char *name, struct span *out)
+{
+	size_t nlen = strlen(name), end;
+	int match;
+
+	i = skip_ws(s, len, i);
+	if (i >= len || s[i] != '{')
+		return -1;
+	i = skip_ws(s, len, i + 1);
+	while (i < len && s[i] == '"') {
+		end = skip_string(s, len, i);
+		if (memchr(s + i + 1, '\\', end - i - 1))
+			return -1;
+		match = end - i - 2 == nlen && memcmp(s + i + 1, name, nlen) == 0;
+		i = skip_ws(s, len, skip_ws(s, len, end) + 1); /* past the ':' */
+		end = skip_value(s, len, i);
+		if (match) {
+			*out = (struct span){ i, end - i };
+			return 1;
+		}
+		i = skip_ws(s, len, end);
+		if (i < len && s[i] == ',')
+			i = skip_ws(s, len, i + 1);
+	}
+	return 0;
+}
+
+/*
+ * The spans of the n elements of the array at `arr`, into out[]; -1 when
+ * there are not exactly n (the caller then encodes each record itself).
+ */
+static int span_elements(const char *s, struct span arr, struct span *out, size_t n)
+{
+	size_t len = arr.off + arr.len, i = arr.off, end, k = 0;
+
+	if (i >= len || s[i] != '[')
+		return -1;
+	i = skip_ws(s, len, i + 1);
+	while (i < len && s[i] != ']') {
+		end = skip_value(s, len, i);
+		if (k == n)
+			return -1;
+		out[k++] = (struct span){ i, end - i };
+		i = skip_ws(s, len, end);
+		if (i < len && s[i] == ',')
+			i = skip_ws(s, len, i + 1);
+	}
+	return k == n ? 0 : -1;
+}
+
+/* The JSON text at sp without the whitespace between its tokens, as a string. */
+static char *span_compact(const char *s, struct span sp, size_t *len_out)
+{
+	char *out = xcalloc(sp.len + 1, 1);
+	size_t i, k, end = sp.off + sp.len, n = 0;
+
+	for (i = sp.off; i < end; i++) {
+		if (s[i] == '"') {
+			k = skip_string(s, end, i);
+			memcpy(out + n, s + i, k - i);
+			n += k - i;
+			i = k - 1;
+		} else if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') {
+			out[n++] = s[i];
+		}
+	}
+	*len_out = n;
+	return out;
+}
+
+static int dump_to_buf(const char *s, size_t n, void *data)
+{
+	return buf_add(data, s, n);
+}
+
+/* jansson's compact encoding of v: for records whose bytes could not be found. */
+static int encode_raw(json_t *v, struct event *ev, struct err *e)
+{
+	struct buf b = BUF_INIT;
+
+	if (json_dump_callback(v, dump_to_buf, &b, JSON_COMPACT) < 0) {
+		buf_release(&b);
+		return err_set(e, ERR_INTERNAL, "cannot encode the record");
+	}
+	ev->raw = buf_detach(&b, &ev->raw_len);
+	return 0;
+}
+
+/* The record as sent: its bytes at sp in text s, or (sp NULL) jansson's encoding of v. */
+static int take_raw(json_t *v, const char *s, const struct span *sp, struct event *ev,
+		    struct err *e)
+{
+	if (!sp)
+		return encode_raw(v, ev, e);
+	ev->raw = span_compact(s, *sp, &ev->raw_len);
+	return 0;
 }
 
 /* One record of a notification. */
@@ -485,7 +637,9 @@ static int record_object(json_t *rec, struct event *ev, struct err *e)
 	return 0;
 }
 
-static int decode_record(json_t *rec, struct event *ev, struct err *e)
+/* Record `rec`, whose bytes are at sp in the body (NULL when not known). */
+static int decode_record(json_t *rec, const char *body, const struct span *sp, struct event *ev,
+			 struct err *e)
 {
 	if (!json_is_object(rec))
 		return err_set(e, ERR_PARSE, "not an object");
@@ -493,30 +647,51 @@ static int decode_record(json_t *rec, struct event *ev, struct err *e)
 	    record_name(rec, ev, e) < 0 || record_object(rec, ev, e) < 0)
 		return -1;
 	ev->depth = 0;
-	ev->raw = json_incref(rec);
-	return 0;
+	return take_raw(rec, body, sp, ev, e);
 }
 
-static int decode_records(json_t *root, json_t *records, struct event_list *l, struct err *e)
+/* Where each record lies in the body, or NULL (each is then encoded by jansson). */
+static struct span *record_spans(const char *body, size_t len, size_t n)
+{
+	struct span arr, *sp;
+
+	if (n == 0 || span_member(body, len, 0, "Records", &arr) != 1)
+		return NULL;
+	sp = xcalloc(n, sizeof(*sp));
+	if (span_elements(body, arr, sp, n) < 0) {
+		free(sp);
+		return NULL;
+	}
+	return sp;
+}
+
+static int decode_records(json_t *root, json_t *records, const char *body, size_t len,
+			  struct event_list *l, struct err *e)
 {
 	json_t *wrapper_name = json_object_get(root, "EventName");
+	struct span *sp;
 	size_t i;
+	int rc = 0;
 
 	/* MinIO's webhook wrapper: its EventName and Key repeat the record's. */
 	if (wrapper_name && !json_is_string(wrapper_name))
 		return err_set(e, ERR_PARSE, "'EventName' is not a string");
 	if (!json_is_array(records))
 		return err_set(e, ERR_PARSE, "'Records' is not a list");
-	for (i = 0; i < json_array_size(records); i++) {
+	sp = record_spans(body, len, json_array_size(records));
+	for (i = 0; rc == 0 && i < json_array_size(records); i++) {
 		struct event ev = EVENT_INIT;
 
-		if (decode_record(json_array_get(records, i), &ev, e) < 0) {
+		if (decode_record(json_array_get(records, i), body, sp ? &sp[i] : NULL, &ev, e) <
+		    0) {
 			event_release(&ev);
-			return err_prefix(e, "Records[%zu]", i);
+			rc = err_prefix(e, "Records[%zu]", i);
+			break;
 		}
 		event_list_add(l, &ev);
 	}
-	return 0;
+	free(sp);
+	return rc;
 }
 
 /* A body without Records: AWS's s3:TestEvent, sent once a configuration is saved. */
@@ -542,7 +717,7 @@ int event_decode(const char *body, size_t len, struct event_list *out, struct er
 	if (!root)
 		return -1;
 	records = json_object_get(root, "Records");
-	rc = records ? decode_records(root, records, &l, e) : decode_other(root, e);
+	rc = records ? decode_records(root, records, body, len, &l, e) : decode_other(root, e);
 	json_decref(root);
 	for (i = 0; rc == 0 && i < l.n; i++)
 		event_list_add(out, &l.v[i]);
@@ -552,49 +727,39 @@ int event_decode(const char *body, size_t len, struct event_list *out, struct er
 
 /* The canonical JSON. */
 
-static json_t *canonical(const struct event *ev)
+/* `name` (the text before the value: ",\"key\":") and the value as a JSON string. */
+static int add_str(struct buf *b, const char *name, const char *v, size_t len)
 {
-	json_t *o = json_object();
-	int bad = ev->size > INT64_MAX;
-
-	/* jansson keeps insertion order (since 2.8): this is the order handlers see. */
-	bad |= json_object_set_new(o, "version", json_integer(EVENT_JSON_VERSION));
-	bad |= json_object_set_new(o, "event", json_string(ev->name));
-	bad |= json_object_set_new(o, "bucket", json_string(ev->bucket));
-	bad |= json_object_set_new(o, "key", ev->key ? json_stringn(ev->key, ev->key_len) : NULL);
-	bad |= json_object_set_new(o, "size", json_integer((json_int_t)ev->size));
-	bad |= json_object_set_new(o, "etag", json_string(ev->etag));
-	bad |= json_object_set_new(o, "version_id", json_string(ev->version_id));
-	bad |= json_object_set_new(o, "sequencer", json_string(ev->sequencer));
-	bad |= json_object_set_new(o, "time", json_string(ev->time));
-	bad |= json_object_set_new(o, "source", json_string(event_source_name(ev->source)));
-	bad |= json_object_set_new(o, "depth", json_integer(ev->depth));
-	bad |= json_object_set_new(o, "raw", ev->raw ? json_incref(ev->raw) : json_object());
-	if (bad) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
-}
-
-static int dump_to_buf(const char *s, size_t n, void *data)
-{
-	return buf_add(data, s, n);
+	return buf_adds(b, name) | str_json_quote(b, v, len, 1);
 }
 
 int event_to_json(const struct event *ev, struct buf *out, struct err *e)
 {
-	json_t *o = canonical(ev);
-	int rc;
+	const char *key = ev->key ? ev->key : "";
+	int bad = 0;
 
-	if (!o)
-		return err_set(e, ERR_INTERNAL, "cannot encode the event of key '%s'",
-			       SHORT(ev->key ? ev->key : ""));
-	rc = json_dump_callback(o, dump_to_buf, out, JSON_COMPACT);
-	json_decref(o);
-	if (rc < 0)
-		return err_set(e, ERR_LIMIT, "the event of key '%s' does not fit its buffer",
-			       SHORT(ev->key));
+	if (ev->size > INT64_MAX || !ev->name || !ev->bucket || !ev->etag || !ev->version_id ||
+	    !ev->sequencer || !ev->time)
+		return err_set(e, ERR_INTERNAL, "cannot encode the event of key '%s'", SHORT(key));
+	/* This order is the order handlers see. */
+	bad |= buf_addf(out, "{\"version\":%d", EVENT_JSON_VERSION);
+	bad |= add_str(out, ",\"event\":", ev->name, strlen(ev->name));
+	bad |= add_str(out, ",\"bucket\":", ev->bucket, strlen(ev->bucket));
+	bad |= add_str(out, ",\"key\":", key, ev->key ? ev->key_len : 0);
+	bad |= buf_addf(out, ",\"size\":%llu", (unsigned long long)ev->size);
+	bad |= add_str(out, ",\"etag\":", ev->etag, strlen(ev->etag));
+	bad |= add_str(out, ",\"version_id\":", ev->version_id, strlen(ev->version_id));
+	bad |= add_str(out, ",\"sequencer\":", ev->sequencer, strlen(ev->sequencer));
+	bad |= add_str(out, ",\"time\":", ev->time, strlen(ev->time));
+	bad |= add_str(out, ",\"source\":", event_source_name(ev->source),
+		       strlen(event_source_name(ev->source)));
+	bad |= buf_addf(out, ",\"depth\":%d,\"raw\":", ev->depth);
+	bad |= ev->raw ? buf_add(out, ev->raw, ev->raw_len) : buf_adds(out, "{}");
+	bad |= buf_addch(out, '}');
+	if (bad)
+		return err_set(e, ERR_LIMIT,
+			       "the event of key '%s' does not fit its buffer or is not UTF-8",
+			       SHORT(key));
 	return 0;
 }
 
@@ -648,15 +813,18 @@ static int canonical_numbers(json_t *o, struct event *ev, struct err *e)
 	return get_size(o, "size", 1, &ev->size, e);
 }
 
-static int from_canonical(json_t *o, struct event *ev, struct err *e)
+/* The canonical event o, parsed from text s (len bytes). */
+static int from_canonical(json_t *o, const char *s, size_t len, struct event *ev, struct err *e)
 {
 	json_t *raw = json_object_get(o, "raw");
+	struct span sp;
 
 	if (canonical_numbers(o, ev, e) < 0 || canonical_strings(o, ev, e) < 0)
 		return -1;
 	if (!json_is_object(raw))
 		return err_set(e, ERR_PARSE, "'raw' is not an object");
-	ev->raw = json_incref(raw);
+	if (take_raw(raw, s, span_member(s, len, 0, "raw", &sp) == 1 ? &sp : NULL, ev, e) < 0)
+		return -1;
 	return take_meta(raw, ev, e);
 }
 
@@ -668,7 +836,7 @@ int event_from_json(const char *json, size_t len, struct event *ev, struct err *
 
 	if (!root)
 		return err_prefix(e, "canonical event");
-	rc = from_canonical(root, &tmp, e);
+	rc = from_canonical(root, json, len, &tmp, e);
 	json_decref(root);
 	if (rc < 0) {
 		event_release(&tmp);
@@ -684,6 +852,8 @@ int event_for_object(struct event *ev, const char *bucket, const char *key, uint
 		     const char *etag, const char *last_modified, struct err *e)
 {
 	struct event tmp = EVENT_INIT;
+	json_t *raw;
+	int rc;
 
 	etag = etag ? etag : "";
 	last_modified = last_modified ? last_modified : "";
@@ -693,10 +863,14 @@ int event_for_object(struct event *ev, const char *bucket, const char *key, uint
 	    strlen(last_modified) > EVENT_FIELD_MAX)
 		return err_set(e, ERR_LIMIT, "listing entry of key '%s' is out of range",
 			       SHORT(key));
-	tmp.raw = json_pack("{s:s, s:s, s:I, s:s, s:s}", "Bucket", bucket, "Key", key, "Size",
-			    (json_int_t)size, "ETag", etag, "LastModified", last_modified);
-	if (!tmp.raw)
+	raw = json_pack("{s:s, s:s, s:I, s:s, s:s}", "Bucket", bucket, "Key", key, "Size",
+			(json_int_t)size, "ETag", etag, "LastModified", last_modified);
+	if (!raw)
 		return err_set(e, ERR_PARSE, "listing entry of key '%s' is not UTF-8", SHORT(key));
+	rc = encode_raw(raw, &tmp, e);
+	json_decref(raw);
+	if (rc < 0)
+		return -1;
 	tmp.name = xstrdup("s3:ObjectCreated:Put");
 	tmp.bucket = xstrdup(bucket);
 	tmp.key = xstrdup(key);

@@ -24,6 +24,9 @@
  *		enqueue(&l.v[i]);
  *	event_list_release(&l);
  *
+ * `raw` is the record's own bytes (the whitespace between tokens dropped), not
+ * jansson's re-encoding of them: encoding it again cost as much as parsing.
+ *
  * The canonical JSON, compact, keys in this order:
  *	{"version":1,"event":"s3:ObjectCreated:Put","bucket":..,"key":..,"size":..,
  *	 "etag":..,"version_id":..,"sequencer":..,"time":..,"source":"aws|minio|ceph|reprocess",
@@ -37,7 +40,6 @@
 
 struct buf;
 struct err;
-struct json_t; /* jansson's json_t; include <jansson.h> to use event.raw */
 
 /* The canonical JSON's "version". */
 #define EVENT_JSON_VERSION 1
@@ -84,7 +86,8 @@ struct event {
 	char *time;	  /* ISO 8601, as sent; "" when none */
 	enum event_source source;
 	int depth;		 /* 0 for notifications; the producer's depth + 1 later on */
-	struct json_t *raw;	 /* the record as sent; one reference, owned */
+	char *raw;		 /* the record as sent: compact JSON text of one object */
+	size_t raw_len;
 	struct event_meta *meta; /* Ceph "metadata", AWS/MinIO "userMetadata"; in order sent */
 	size_t nmeta;
 };

@@ -65,32 +65,7 @@ static int bare_ok(const char *v)
  */
 static void add_quoted(struct buf *b, const char *v)
 {
-	size_t n;
-
-	buf_addch(b, '"');
-	for (; *v; v++) {
-		unsigned char c = (unsigned char)*v;
-		if (c >= 0x80) {
-			n = str_utf8_len(v);
-			if (n)
-				buf_add(b, v, n);
-			else
-				buf_adds(b, "\xef\xbf\xbd");
-			v += n ? n - 1 : 0;
-		} else if (c == '"' || c == '\\')
-			buf_addf(b, "\\%c", c);
-		else if (c == '\n')
-			buf_adds(b, "\\n");
-		else if (c == '\r')
-			buf_adds(b, "\\r");
-		else if (c == '\t')
-			buf_adds(b, "\\t");
-		else if (c < 0x20 || c == 0x7f)
-			buf_addf(b, "\\u%04x", c);
-		else
-			buf_addch(b, (char)c);
-	}
-	buf_addch(b, '"');
+	str_json_quote(b, v, strlen(v), 0);
 }
 
 static void add_field(struct buf *b, const char *name, size_t name_len, const char *value,

@@ -273,3 +273,57 @@ size_t str_utf8_len(const char *s)
 		return 0;
 	return n;
 }
+
+int str_utf8_valid(const char *s, size_t len)
+{
+	size_t i = 0, n;
+
+	while (i < len) {
+		if ((unsigned char)s[i] < 0x80 && s[i]) {
+			i++;
+			continue;
+		}
+		n = str_utf8_len(s + i);
+		if (n == 0 || n > len - i)
+			return 0;
+		i += n;
+	}
+	return 1;
+}
+
+int str_json_quote(struct buf *b, const char *s, size_t len, int strict)
+{
+	size_t i = 0, run = 0, n;
+	int bad = buf_addch(b, '"');
+
+	while (i < len) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\' && c < 0x7f) {
+			i++;
+			continue;
+		}
+		if (c >= 0x80 && (n = str_utf8_len(s + i)) != 0 && n <= len - i) {
+			i += n;
+			continue;
+		}
+		bad |= buf_add(b, s + run, i - run);
+		if (c >= 0x80 && strict)
+			return -1;
+		if (c >= 0x80)
+			bad |= buf_add(b, "\xef\xbf\xbd", 3);
+		else if (c == '"' || c == '\\')
+			bad |= buf_addf(b, "\\%c", c);
+		else if (c == '\n')
+			bad |= buf_add(b, "\\n", 2);
+		else if (c == '\r')
+			bad |= buf_add(b, "\\r", 2);
+		else if (c == '\t')
+			bad |= buf_add(b, "\\t", 2);
+		else
+			bad |= buf_addf(b, "\\u%04x", c);
+		run = ++i;
+	}
+	bad |= buf_add(b, s + run, i - run);
+	bad |= buf_addch(b, '"');
+	return bad ? -1 : 0;
+}

@@ -43,6 +43,18 @@ void str_hex(char *out, const unsigned char *in, size_t len);
  */
 size_t str_utf8_len(const char *p);
 
+/* Whether s (len bytes, s[len] readable, as for str_utf8_len) is valid UTF-8 throughout. */
+int str_utf8_valid(const char *s, size_t len);
+
+/*
+ * Appends s (len bytes) to b as a quoted JSON string: '"', '\\', and control
+ * bytes and DEL escaped ("\\n", "\\r", "\\t", else "\\u00XX"). A byte that is not
+ * part of valid UTF-8 fails (-1, nothing useful appended) when `strict`, else
+ * becomes U+FFFD. -1 also when b's cap is reached. s[len] must be readable (a
+ * NUL-terminated string), as str_utf8_len() reads up to it.
+ */
+int str_json_quote(struct buf *b, const char *s, size_t len, int strict);
+
 /*
  * Percent-decoding. With `plus_is_space`, '+' decodes to ' ' (HTML form and
  * Go url.QueryEscape style). Fails (-1) on a malformed escape. The result may
