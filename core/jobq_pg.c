@@ -955,6 +955,7 @@ static void *listen_main(void *arg)
 	struct listener *l = arg;
 	struct pollfd p[2];
 
+	pthread_setname_np(pthread_self(), "pg-listen");
 	for (;;) {
 		if (!l->conn && !listen_again(l))
 			break;

@@ -31,6 +31,7 @@ struct running {
 	const char *handler;
 	volatile int cancel; /* the lease was lost, or stop() ran out of grace */
 	volatile int ending; /* the job is being ended: the keeper leaves it alone */
+	int64_t renew_ms;    /* when the keeper renews its lease next (monotonic) */
 	struct running *next;
 };
 
@@ -54,6 +55,20 @@ struct worker_pool {
 const double worker_duration_buckets[WORKER_N_BUCKETS] = { 0.05, 0.1, 0.25, 0.5, 1,   2.5,
 							   5,	 10,  30,   60,	 120, 300 };
 
+/*
+ * A worker's folder, kept from job to job and emptied in between. Making and
+ * removing a folder per job cost a block allocation and free each (and, on a
+ * file system mounted with `discard`, a synchronous discard): more than the
+ * rest of a short job's own work. A slot serves one handler only, and a folder
+ * given to a handler's `user` is not kept: a process that escaped its group
+ * (setsid) could still write to it, and must not reach another handler's job.
+ */
+struct slot {
+	char dir[4096]; /* "" until made */
+	char out[4200];
+	char *handler; /* whose jobs it serves */
+};
+
 /* What one job needs while it runs. */
 struct job_run {
 	struct worker_pool *p;
@@ -61,6 +76,7 @@ struct job_run {
 	const struct handler_conf *h;
 	struct jobq_job *job;
 	struct running *reg;
+	struct slot *slot;
 	struct event ev;
 	struct s3_object_info info;
 	char dir[4096];	   /* the job's private folder */
@@ -91,6 +107,14 @@ uint64_t worker_backoff_ms(uint64_t base_ms, uint64_t max_ms, int attempts)
 }
 
 /* ---- the pool's bookkeeping ---------------------------------------------------------- */
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static size_t running_count(const struct worker_pool *p, const char *handler)
 {
@@ -166,6 +190,7 @@ static int claim(struct worker_pool *p, struct jobq_job *job, struct running **r
 		*reg = xcalloc(1, sizeof(**reg));
 		(*reg)->job = job;
 		(*reg)->handler = job->handler;
+		(*reg)->renew_ms = mono_ms() + f.lease_ms / 3;
 		(*reg)->next = p->running;
 		p->running = *reg;
 		p->stats.claimed++;
@@ -249,26 +274,112 @@ static void count(struct worker_pool *p, uint64_t *counter)
 
 /* ---- steps 1-3: the object ------------------------------------------------------------ */
 
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+/* Removes every entry of folder `path` but the one named `keep` (may be NULL); 0 if all went. */
+static int empty_dir(const char *path, const char *keep)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	char sub[8400];
+	int rc = 0;
+
+	if (!d)
+		return -1;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    (keep && !strcmp(de->d_name, keep)))
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+			continue;
+		snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+		if (nftw(sub, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
+			rc = -1;
+	}
+	closedir(d);
+	return rc;
+}
+
+static void slot_drop(struct slot *sl)
+{
+	if (sl->dir[0])
+		nftw(sl->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	sl->dir[0] = '\0';
+	free(sl->handler);
+	sl->handler = NULL;
+}
+
+/* Whether `path` is still the folder we made: a real directory of ours, mode 0700. */
+static int ours(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
+	       (st.st_mode & 07777) == 0700;
+}
+
+/*
+ * After a job: the slot emptied for the next, or dropped when it cannot be
+ * trusted to be empty and ours (a handler may chmod, replace or fill it).
+ */
+static void slot_reset(struct slot *sl, int given_away)
+{
+	if (!sl->dir[0])
+		return;
+	if (given_away || !ours(sl->dir) || !ours(sl->out) || empty_dir(sl->dir, "out") < 0 ||
+	    empty_dir(sl->out, NULL) < 0)
+		slot_drop(sl);
+}
+
+/* The slot for a job of `handler` under `workdir`: made unless the last one fits. */
+static int slot_get(struct slot *sl, const char *workdir, const char *handler, struct err *e)
+{
+	size_t n = strlen(workdir);
+	int len;
+
+	if (sl->dir[0] && (strncmp(sl->dir, workdir, n) != 0 || sl->dir[n] != '/' ||
+			   strcmp(sl->handler, handler) != 0))
+		slot_drop(sl);
+	if (sl->dir[0])
+		return 0;
+	len = snprintf(sl->dir, sizeof(sl->dir), "%s/worker-XXXXXX", workdir);
+	if (len < 0 || (size_t)len >= sizeof(sl->dir)) {
+		sl->dir[0] = '\0';
+		return err_set(e, ERR_CONFIG, "workdir '%s' is too long", SHORT(workdir));
+	}
+	if (!mkdtemp(sl->dir)) {
+		sl->dir[0] = '\0';
+		return err_sys(e, ERR_IO, "cannot create a folder in '%s'", SHORT(workdir));
+	}
+	snprintf(sl->out, sizeof(sl->out), "%s/out", sl->dir);
+	sl->handler = xstrdup(handler);
+	if (mkdir(sl->out, 0700) < 0) {
+		err_sys(e, ERR_IO, "cannot create '%s'", SHORT(sl->out));
+		slot_drop(sl);
+		return -1;
+	}
+	return 0;
+}
+
 static int make_dirs(struct job_run *jr, struct err *e)
 {
 	const char *ext = strrchr(jr->ev.key, '.');
-	int n;
 
-	n = snprintf(jr->dir, sizeof(jr->dir), "%s/job-%lld-XXXXXX", jr->cfg->workdir,
-		     (long long)jr->job->id);
-	if (n < 0 || (size_t)n >= sizeof(jr->dir))
-		return err_set(e, ERR_CONFIG, "workdir '%s' is too long", SHORT(jr->cfg->workdir));
-	if (!mkdtemp(jr->dir))
-		return err_sys(e, ERR_IO, "cannot create a folder in '%s'", SHORT(jr->cfg->workdir));
+	if (slot_get(jr->slot, jr->cfg->workdir, jr->job->handler, e) < 0)
+		return -1;
+	snprintf(jr->dir, sizeof(jr->dir), "%s", jr->slot->dir);
 	/* Keep a short, safe extension: some tools go by the file name. */
 	if (!ext || strchr(ext, '/') || strlen(ext) > 10 ||
 	    strspn(ext + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") !=
 		    strlen(ext + 1))
 		ext = "";
 	snprintf(jr->input, sizeof(jr->input), "%s/input%s", jr->dir, ext);
-	snprintf(jr->outdir, sizeof(jr->outdir), "%s/out", jr->dir);
-	if (mkdir(jr->outdir, 0700) < 0)
-		return err_sys(e, ERR_IO, "cannot create '%s'", SHORT(jr->outdir));
+	snprintf(jr->outdir, sizeof(jr->outdir), "%s", jr->slot->out);
 	if (jr->h->uid >= 0 && (chown(jr->dir, (uid_t)jr->h->uid, (gid_t)jr->h->gid) < 0 ||
 				chown(jr->outdir, (uid_t)jr->h->uid, (gid_t)jr->h->gid) < 0))
 		return err_sys(e, ERR_IO, "cannot give '%s' to user '%s'", SHORT(jr->dir),
@@ -392,27 +503,40 @@ out:
 
 /* ---- step 5: outputs --------------------------------------------------------------------- */
 
-/* The regular files the handler left (symlinks and anything else ignored), sorted. */
-static size_t list_outputs(const char *dir, char ***names)
+static int by_strcmp(const void *a, const void *b)
 {
-	struct dirent **ents = NULL;
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * The regular files the handler left (symlinks and anything else ignored),
+ * sorted; -1 when `dir` is no longer a real folder: a handler that swapped it
+ * for a symlink would otherwise have us upload what it points to.
+ */
+static ssize_t list_outputs(const char *dir, char ***names, struct err *e)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	struct dirent *de;
 	struct stat st;
-	char path[8400];
-	int n, i;
 	size_t k = 0;
 
 	*names = NULL;
-	n = scandir(dir, &ents, NULL, alphasort);
-	for (i = 0; i < n; i++) {
-		snprintf(path, sizeof(path), "%s/%s", dir, ents[i]->d_name);
-		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode)) {
-			*names = xrealloc(*names, (k + 1) * sizeof(char *));
-			(*names)[k++] = xstrdup(ents[i]->d_name);
-		}
-		free(ents[i]);
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return err_sys(e, ERR_IO, "the output folder is no longer a folder");
 	}
-	free(ents);
-	return k;
+	while ((de = readdir(d))) {
+		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+			*names = xrealloc(*names, (k + 1) * sizeof(char *));
+			(*names)[k++] = xstrdup(de->d_name);
+		}
+	}
+	closedir(d);
+	if (k)
+		qsort(*names, k, sizeof(char *), by_strcmp);
+	return (ssize_t)k;
 }
 
 static int upload_outputs(struct job_run *jr, struct err *e)
@@ -423,9 +547,12 @@ static int upload_outputs(struct job_run *jr, struct err *e)
 	struct template_vars v = { jr->ev.bucket, jr->ev.key, NULL, jr->h->name };
 	const char *meta[7];
 	char **names, **paths;
-	size_t n = list_outputs(jr->outdir, &names), i, failed = 0;
+	ssize_t listed = list_outputs(jr->outdir, &names, e);
+	size_t n = listed > 0 ? (size_t)listed : 0, i, failed = 0;
 	int r = -1;
 
+	if (listed < 0)
+		return -1;
 	if (n && !jr->h->output) {
 		log_warn("handler left outputs but has no output template; ignored", "job=%lld handler=%s files=%zu",
 			 (long long)jr->job->id, jr->h->name, n);
@@ -584,17 +711,10 @@ static const char *process(struct job_run *jr)
 	return run_and_judge(jr);
 }
 
-static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	return type == FTW_DP ? rmdir(path) : unlink(path);
-}
-
 static void run_job(struct worker_pool *p, const struct config *cfg, struct jobq_job *job,
-		    struct running *reg)
+		    struct running *reg, struct slot *slot)
 {
-	struct job_run jr = { .p = p, .cfg = cfg, .job = job, .reg = reg };
+	struct job_run jr = { .p = p, .cfg = cfg, .job = job, .reg = reg, .slot = slot };
 	const char *outcome;
 
 	jr.h = config_handler(cfg, job->handler);
@@ -610,8 +730,7 @@ static void run_job(struct worker_pool *p, const struct config *cfg, struct jobq
 		 (unsigned long long)jr.res.wall_ms,
 		 (unsigned long long)(jr.res.user_ms + jr.res.sys_ms), (long long)jr.rss_kib,
 		 jr.error.data);
-	if (jr.dir[0] && strstr(jr.dir, "XXXXXX") == NULL)
-		nftw(jr.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	slot_reset(slot, jr.h && jr.h->uid >= 0);
 	event_release(&jr.ev);
 	s3_object_info_release(&jr.info);
 	run_result_release(&jr.res);
@@ -623,8 +742,10 @@ static void run_job(struct worker_pool *p, const struct config *cfg, struct jobq
 static void *worker_main(void *arg)
 {
 	struct worker_pool *p = arg;
+	struct slot slot = { .dir = "" };
 	unsigned errors = 0;
 
+	pthread_setname_np(pthread_self(), "worker");
 	for (;;) {
 		struct jobq_job job = { 0 };
 		const struct config *cfg;
@@ -650,34 +771,54 @@ static void *worker_main(void *arg)
 			jobq_wait(p->q, 1000);
 			continue;
 		}
-		run_job(p, cfg, &job, reg);
+		run_job(p, cfg, &job, reg, &slot);
 		unregister(p, reg);
 		free(reg);
 		jobq_job_release(&job);
 	}
+	slot_drop(&slot);
 	return NULL;
 }
 
-/* Renews the leases of running jobs every third of the lease; cancels those it lost. */
+/* Waits (under p->lock) for p->changed, or ms at most. */
+static void wait_changed(struct worker_pool *p, int64_t ms)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&p->changed, &p->lock, &until);
+}
+
+/*
+ * Renews the lease of each running job a third of a lease after its claim or
+ * last renewal; cancels the jobs whose lease was lost. Only jobs that are due:
+ * renewing every running job whenever any job ended cost a write transaction
+ * per job, and held the pool lock that claims wait for.
+ */
 static void *keeper_main(void *arg)
 {
 	struct worker_pool *p = arg;
-	struct timespec until;
 
+	pthread_setname_np(pthread_self(), "lease-keeper");
 	pthread_mutex_lock(&p->lock);
 	while (!p->stopping || p->running) {
 		uint32_t lease = (uint32_t)p->cfg->lease_ms;
+		int64_t now = mono_ms(), next = now + lease / 3;
 		struct running *r;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += lease / 3000;
-		until.tv_nsec += (long)(lease / 3 % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&p->changed, &p->lock, &until);
+
 		for (r = p->running; r; r = r->next) {
 			struct err e = ERR_INIT;
+			if (r->renew_ms > now) {
+				next = r->renew_ms < next ? r->renew_ms : next;
+				continue;
+			}
+			r->renew_ms = now + lease / 3;
 			if (r->cancel || r->ending || jobq_renew(p->q, r->job, lease, &e) == 0 ||
 			    r->ending)
 				continue;
@@ -691,6 +832,7 @@ static void *keeper_main(void *arg)
 					 (long long)r->job->id, e.msg);
 			}
 		}
+		wait_changed(p, next - now);
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;

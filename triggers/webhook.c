@@ -696,6 +696,7 @@ static void *committer_main(void *arg)
 	struct jobq_new *all = NULL;
 	size_t alloc = 0;
 
+	pthread_setname_np(pthread_self(), "committer");
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
 		while (!w->head && w->accepting)
@@ -794,6 +795,7 @@ static void *watchdog_main(void *arg)
 	struct resume_list rl = { NULL, 0, 0 };
 	uint64_t quiet;
 
+	pthread_setname_np(pthread_self(), "watchdog");
 	pthread_mutex_lock(&w->lock);
 	while (w->watching) {
 		int64_t now = now_ms();
@@ -1311,6 +1313,7 @@ static void *health_main(void *arg)
 	struct webhook *w = arg;
 	struct timespec until;
 
+	pthread_setname_np(pthread_self(), "health");
 	pthread_mutex_lock(&w->health_lock);
 	while (w->health_running) {
 		pthread_mutex_unlock(&w->health_lock);

@@ -104,6 +104,13 @@ took=$(( $(date +%s) - start ))
 ok "two stalled GETs cost ${took}s, then the job ran"
 
 # --- handlers that misbehave ------------------------------------------------------------------------
+# Its output folder swapped for a symlink to /etc: nothing from /etc is uploaded, the job fails,
+# and the jobs after it (the five below may run in the same worker) get a sound folder.
+aws_ s3 cp "$WORK/obj" "s3://$B/bad/swapout" >/dev/null
+post bad/swapout
+wait_state bad/swapout dead
+expect_eq "nothing uploaded through a swapped output folder" "$(s3h ls "s3://$B/bad-out/swapout/" | wc -l)" "0"
+expect_match "the swapped folder is the error" "$(s3h jobs --state dead)" "no longer a folder"
 for mode in flood closeout escape symlink orphan; do
 	aws_ s3 cp "$WORK/obj" "s3://$B/bad/$mode" >/dev/null
 	post "bad/$mode"
@@ -125,5 +132,6 @@ ok "nothing from outside the output folder"
 ok "the symlink to /etc/passwd was not uploaded"
 pgrep -f "sleep 300" >/dev/null && fail "the orphan's grandchild outlived it"
 ok "the grandchild was killed with the group"
-[ -z "$(ls -A "$WORK/work")" ] || fail "job folders were left behind: $(ls "$WORK/work")"
-ok "no job folder left behind"
+left=$(job_leftovers "$WORK/work")
+[ -z "$left" ] || fail "jobs left files behind: $left"
+ok "no job left anything in its folder"

@@ -104,7 +104,8 @@ grep -qF "../../../../tmp/s3hook-escape count" "$COUNT_FILE" || fail "the handle
 ok "handlers get hostile keys verbatim"
 [ ! -e /tmp/s3hook-escape ] || fail "a key became a path outside the job's folder"
 ok "no file written outside a job's folder"
-[ -z "$(ls -A "$WORK/work")" ] || fail "job folders left behind"
+left=$(job_leftovers "$WORK/work")
+[ -z "$left" ] || fail "jobs left files behind: $left"
 
 wait "$HEALTH"
 read -r polls failures worst < <(sed 's/[a-z_]*=//g' "$WORK/health")

@@ -45,6 +45,12 @@ expect_match() { [[ "$2" =~ $3 ]] || fail "$1: '$2' does not match /$3/"; ok "$1
 # expect_file_eq WHAT A B
 expect_file_eq() { cmp -s "$2" "$3" || fail "$1: $2 and $3 differ"; ok "$1"; }
 
+# job_leftovers WORKDIR: what jobs left in serve's workdir. Each worker keeps one folder
+# (worker-XXXXXX, holding an empty out/) between jobs; anything else is a leftover.
+job_leftovers() {
+	find "$1" -mindepth 1 -regextype posix-extended ! -regex '.*/worker-[^/]{6}(/out)?'
+}
+
 # free_port: a TCP port on 127.0.0.1 nobody listens on now.
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

@@ -186,5 +186,7 @@ expect_match "skipped for max_depth" "$(s3h jobs --state skipped)" "max_depth"
 kill -TERM "$SERVE"
 set +e; wait "$SERVE"; rc=$?; set -e
 expect_eq "serve exits 0 on SIGTERM" "$rc" "0"
+[ -z "$(ls -A "$WORK/work")" ] || fail "workers' folders outlived serve: $(ls "$WORK/work")"
+ok "serve removes its workers' folders when it stops"
 grep -q "$TOKEN" "$WORK/serve.log" && fail "the token appears in the log"
 ok "the token is never logged"
