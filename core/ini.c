@@ -220,3 +220,27 @@ const struct ini_section *ini_section(const struct ini *ini, const char *name)
 			return &ini->sections[i];
 	return NULL;
 }
+
+/* The next entry of section `name` from index *i on, or NULL; *i moves past it. */
+static const struct ini_entry *next_in(const struct ini *ini, const char *name, size_t *i)
+{
+	for (; *i < ini->n_entries; (*i)++)
+		if (strcmp(ini->entries[*i].section, name) == 0)
+			return &ini->entries[(*i)++];
+	return NULL;
+}
+
+int ini_section_same(const struct ini *a, const struct ini *b, const char *name)
+{
+	const struct ini_entry *x, *y;
+	size_t i = 0, j = 0;
+
+	for (;;) {
+		x = next_in(a, name, &i);
+		y = next_in(b, name, &j);
+		if (!x || !y)
+			return !x && !y;
+		if (strcmp(x->key, y->key) != 0 || strcmp(x->value, y->value) != 0)
+			return 0;
+	}
+}

@@ -68,4 +68,7 @@ const char *ini_get(const struct ini *ini, const char *section, const char *key,
 /* Whether a section of that name exists. */
 const struct ini_section *ini_section(const struct ini *ini, const char *name);
 
+/* 1 when section `name` holds the same keys with the same values, in the same order, in both. */
+int ini_section_same(const struct ini *a, const struct ini *b, const char *name);
+
 #endif

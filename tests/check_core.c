@@ -114,6 +114,33 @@ START_TEST(ini_inline_comments_long_lines_and_errors)
 }
 END_TEST
 
+START_TEST(ini_sections_compare)
+{
+	static const char a[] = "[s3]\nendpoint = http://x\nretries = 2\n[jobs]\nworkers = 2\n";
+	static const char same[] = "[jobs]\nworkers = 8\n[s3]\nendpoint = http://x\nretries = 2\n";
+	static const char changed[] = "[s3]\nendpoint = http://x\nretries = 3\n";
+	static const char more[] = "[s3]\nendpoint = http://x\nretries = 2\nregion = r\n";
+	struct ini *x = NULL, *y = NULL;
+	struct err e = ERR_INIT;
+
+	ck_assert_int_eq(ini_parse_string(&x, "a", a, strlen(a), 0, &e), 0);
+	ck_assert_int_eq(ini_parse_string(&y, "b", same, strlen(same), 0, &e), 0);
+	ck_assert_int_eq(ini_section_same(x, y, "s3"), 1);
+	ck_assert_int_eq(ini_section_same(x, y, "jobs"), 0);
+	ck_assert_int_eq(ini_section_same(x, y, "serve"), 1); /* absent from both */
+	ini_free(y);
+	ck_assert_int_eq(ini_parse_string(&y, "c", changed, strlen(changed), 0, &e), 0);
+	ck_assert_int_eq(ini_section_same(x, y, "s3"), 0);
+	ck_assert_int_eq(ini_section_same(x, y, "jobs"), 0); /* present in one only */
+	ini_free(y);
+	ck_assert_int_eq(ini_parse_string(&y, "d", more, strlen(more), 0, &e), 0);
+	ck_assert_int_eq(ini_section_same(x, y, "s3"), 0);
+	ck_assert_int_eq(ini_section_same(y, x, "s3"), 0);
+	ini_free(y);
+	ini_free(x);
+}
+END_TEST
+
 START_TEST(units_parse)
 {
 	uint64_t v;
@@ -168,6 +195,32 @@ START_TEST(utf8_lengths)
 }
 END_TEST
 
+START_TEST(utf8_valid_and_json_quote)
+{
+	struct buf b = BUF_INIT;
+
+	ck_assert_int_eq(str_utf8_valid("a\xc3\xa9\xf0\x9f\x90\xb1", 7), 1);
+	ck_assert_int_eq(str_utf8_valid("", 0), 1);
+	ck_assert_int_eq(str_utf8_valid("a\xc3", 2), 0);
+	ck_assert_int_eq(str_utf8_valid("a\0b", 3), 0);
+	ck_assert_int_eq(str_utf8_valid("\xed\xa0\x80", 3), 0);
+	/* Only the first len bytes count: a character cut at len is not valid. */
+	ck_assert_int_eq(str_utf8_valid("\xc3\xa9", 1), 0);
+
+	ck_assert_int_eq(str_json_quote(&b, "a\"b\\c\n\r\t\x01\x7f\xc3\xa9/", 13, 1), 0);
+	ck_assert_str_eq(b.data, "\"a\\\"b\\\\c\\n\\r\\t\\u0001\\u007f\xc3\xa9/\"");
+	buf_reset(&b);
+	ck_assert_int_eq(str_json_quote(&b, "x\xffy", 3, 1), -1);
+	buf_reset(&b);
+	ck_assert_int_eq(str_json_quote(&b, "x\xffy", 3, 0), 0);
+	ck_assert_str_eq(b.data, "\"x\xef\xbf\xbdy\"");
+	buf_reset(&b);
+	ck_assert_int_eq(str_json_quote(&b, "", 0, 1), 0);
+	ck_assert_str_eq(b.data, "\"\"");
+	buf_release(&b);
+}
+END_TEST
+
 /* Logs one line with key=KEY through a pipe; returns it (static). */
 static const char *log_line(enum log_format fmt, const char *key)
 {
@@ -219,9 +272,11 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, pct_round_trip);
 	tcase_add_test(tc, ini_reads_aws_config_and_comments);
 	tcase_add_test(tc, ini_inline_comments_long_lines_and_errors);
+	tcase_add_test(tc, ini_sections_compare);
 	tcase_add_test(tc, units_parse);
 	tcase_add_test(tc, err_first_wins_and_prefix);
 	tcase_add_test(tc, utf8_lengths);
+	tcase_add_test(tc, utf8_valid_and_json_quote);
 	tcase_add_test(tc, log_lines_stay_valid_utf8);
 	suite_add_tcase(s, tc);
 	return s;

@@ -11,6 +11,7 @@
 #include "triggers/metrics.h"
 #include "triggers/webhook.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -131,6 +132,10 @@ int serve_reload(struct serve *s, struct ini *ini, struct err *e)
 	if (s->pool)
 		worker_pool_set_config(s->pool, &g->cfg);
 	config_restart_keys(&s->gen->cfg, &g->cfg, restart, sizeof(restart));
+	/* The S3 client (endpoint, region, credentials, retries) is made once, at start. */
+	if (!ini_section_same(s->gen->ini, g->ini, "s3"))
+		snprintf(restart + strlen(restart), sizeof(restart) - strlen(restart), "%s[s3]",
+			 restart[0] ? ", " : "");
 	g->older = s->gen;
 	s->gen = g;
 	warn_about(&g->cfg);

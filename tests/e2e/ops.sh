@@ -44,11 +44,11 @@ chmod 700 "$WORK/cred"
 printf '[default]\nregion = default\ncredential_process = %s\n' "$WORK/cred" >"$HOME/.aws/config"
 
 CONF="$WORK/s3hook.conf"
-write_conf() { # write_conf LISTEN_PORT EXTRA_SECTIONS
+write_conf() { # write_conf LISTEN_PORT EXTRA_SECTIONS (S3_RETRIES: [s3] retries, default 2)
 	cat >"$CONF" <<CONF
 [s3]
 endpoint = $S3_ENDPOINT
-retries = 2
+retries = ${S3_RETRIES:-2}
 retry_base = 50ms
 
 [serve]
@@ -234,7 +234,7 @@ assert (c["max_rss_kib"] or c["max_rss_below_kib"]) > 0, c' || fail "jobs --summ
 ok "jobs --summary --json"
 
 # --- SIGHUP: a new handler gets jobs; restart keys are named -------------------------------------
-write_conf "$(free_port)" "
+S3_RETRIES=3 write_conf "$(free_port)" "
 [handler late]
 bucket = $B
 prefix = late/
@@ -243,7 +243,7 @@ env = COUNT_FILE"
 kill -HUP "$SERVE"
 wait_for "reloaded" grep -q '"msg":"configuration reloaded"' "$WORK/serve.log"
 expect_match "the restart keys are named" "$(grep '"msg":"configuration reloaded"' "$WORK/serve.log")" \
-	'"needs_restart":"\[serve\] listen"'
+	'"needs_restart":"\[serve\] listen, \[s3\]"'
 s3h upload --key late/c.txt "$WORK/small.txt" "s3://$B" >/dev/null
 wait_for "the handler added by SIGHUP ran" grep -q "^late/c.txt late" "$COUNT_FILE"
 expect_match "systemd was told RELOADING=1 then READY=1" "$(tr '\n' ' ' <"$WORK/notify.log")" "RELOADING=1 .*READY=1"
