@@ -130,7 +130,14 @@ expect_match "the good outputs were uploaded" "$listing" "bad-out/escape/good.tx
 ok "nothing from outside the output folder"
 [[ "$listing" != *passwd* ]] || fail "a symlink to /etc/passwd was uploaded"
 ok "the symlink to /etc/passwd was not uploaded"
-pgrep -f "sleep 300" >/dev/null && fail "the orphan's grandchild outlived it"
+# Its own pid, from the job's stdout: a "sleep 300" elsewhere on the machine is not ours.
+orphan=$(s3h jobs --json --limit 0 | python3 -c 'import json,sys
+for l in sys.stdin:
+    j=json.loads(l)
+    if j["key"]=="bad/orphan": print(j["stdout_tail"].split()[-1])')
+[[ "$orphan" =~ ^[0-9]+$ ]] || fail "the orphan did not report its grandchild: '$orphan'"
+state=$(awk '{print $3}' "/proc/$orphan/stat" 2>/dev/null || true)
+[ -z "$state" ] || [ "$state" = Z ] || fail "the orphan's grandchild $orphan outlived it (state $state)"
 ok "the grandchild was killed with the group"
 left=$(job_leftovers "$WORK/work")
 [ -z "$left" ] || fail "jobs left files behind: $left"
