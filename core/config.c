@@ -816,7 +816,8 @@ static void name_if_changed(struct buf *b, const char *key, const char *x, const
 		buf_addf(b, "%s%s", b->len ? ", " : "", key);
 }
 
-void config_restart_keys(const struct config *a, const struct config *b, char *out, size_t size)
+void config_restart_keys(const struct config *a, const struct ini *ia, const struct config *b,
+			 const struct ini *ib, char *out, size_t size)
 {
 	struct buf names = BUF_INIT;
 
@@ -833,6 +834,8 @@ void config_restart_keys(const struct config *a, const struct config *b, char *o
 		buf_addf(&names, "%s[serve] max_connections", names.len ? ", " : "");
 	if (a->connection_timeout_ms != b->connection_timeout_ms)
 		buf_addf(&names, "%s[serve] connection_timeout", names.len ? ", " : "");
+	if (!ini_section_same(ia, ib, "s3"))
+		buf_addf(&names, "%s[s3]", names.len ? ", " : "");
 	str_copy(out, size, names.data);
 	buf_release(&names);
 }

@@ -139,7 +139,12 @@ int config_secret(const char *spec, char **out, struct err *e);
 /* Finds a handler program: absolute; relative to dir; the built-in folder; PATH. */
 char *config_find_command(const char *name, const char *dir);
 
-/* Whether the keys of `a` and `b` that need a restart differ; names them into out. */
-void config_restart_keys(const struct config *a, const struct config *b, char *out, size_t size);
+/*
+ * Names into `out` the keys that need a restart and differ between `a` (read
+ * from ia) and `b` (from ib): "[serve] listen, [s3]". The whole [s3] section
+ * counts as one: the S3 client is made once, at start.
+ */
+void config_restart_keys(const struct config *a, const struct ini *ia, const struct config *b,
+			 const struct ini *ib, char *out, size_t size);
 
 #endif

@@ -679,7 +679,7 @@ static int decode_records(json_t *root, json_t *records, const char *body, size_
 	if (!json_is_array(records))
 		return err_set(e, ERR_PARSE, "'Records' is not a list");
 	sp = record_spans(body, len, json_array_size(records));
-	for (i = 0; rc == 0 && i < json_array_size(records); i++) {
+	for (i = 0; i < json_array_size(records); i++) {
 		struct event ev = EVENT_INIT;
 
 		if (decode_record(json_array_get(records, i), body, sp ? &sp[i] : NULL, &ev, e) <

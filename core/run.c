@@ -7,6 +7,7 @@
 
 #include "core/err.h"
 #include "core/str.h"
+#include "core/units.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -560,14 +561,6 @@ struct child {
 	int in_fd, out_fd, err_fd;
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int reap(pid_t pid, struct run_result *res)
 {
 	struct rusage ru;
@@ -860,7 +853,7 @@ static int watch(struct watch *w, struct err *e)
 	int64_t now;
 
 	for (;;) {
-		now = now_ms();
+		now = units_mono_ms();
 		if (w->deadline >= 0 && now >= w->deadline) {
 			if (w->phase == PH_DRAIN)
 				return 0;
@@ -929,7 +922,7 @@ static int wait_child(const struct run_cmd *cmd, struct child *c, struct run_res
 	if (!w.in_left)
 		close_fd(&c->in_fd);
 	if (cmd->timeout_ms)
-		w.deadline = now_ms() + cmd->timeout_ms;
+		w.deadline = units_mono_ms() + cmd->timeout_ms;
 	writes = w.in_left != 0;
 	if (writes)
 		sigpipe_block(&sp);
@@ -950,7 +943,7 @@ int run_cmd(const struct run_cmd *cmd, struct run_result *res, struct err *e)
 	struct child c = { .pid = -1, .pidfd = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1 };
 	struct buf path = BUF_INIT;
 	const char *name;
-	int64_t t0 = now_ms();
+	int64_t t0 = units_mono_ms();
 	int rc = -1;
 
 	run_result_release(res);
@@ -965,7 +958,7 @@ int run_cmd(const struct run_cmd *cmd, struct run_result *res, struct err *e)
 	keep_tail(&res->err, cmd->err_cap);
 	res->out_truncated = res->out_total > cmd->out_cap;
 	res->err_truncated = res->err_total > cmd->err_cap;
-	res->wall_ms = (uint64_t)(now_ms() - t0);
+	res->wall_ms = (uint64_t)(units_mono_ms() - t0);
 out:
 	buf_release(&path);
 	return rc;

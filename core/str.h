@@ -43,7 +43,10 @@ void str_hex(char *out, const unsigned char *in, size_t len);
  */
 size_t str_utf8_len(const char *p);
 
-/* Whether s (len bytes, s[len] readable, as for str_utf8_len) is valid UTF-8 throughout. */
+/*
+ * Whether s (len bytes, s[len] readable, as for str_utf8_len) is valid UTF-8
+ * throughout; a NUL byte counts as invalid here.
+ */
 int str_utf8_valid(const char *s, size_t len);
 
 /*

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 struct unit {
 	const char *name;
@@ -90,4 +91,12 @@ const char *units_fmt_size(char *out, int size, uint64_t bytes)
 	else
 		snprintf(out, (size_t)size, "%.1f %s", v, names[i]);
 	return out;
+}
+
+int64_t units_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

@@ -9,6 +9,7 @@
 #include "core/run.h"
 #include "core/str.h"
 #include "core/template.h"
+#include "core/units.h"
 #include "s3/client.h"
 #include "s3/transfer.h"
 
@@ -79,13 +80,13 @@ struct job_run {
 	struct slot *slot;
 	struct event ev;
 	struct s3_object_info info;
-	char dir[4096];	   /* the job's private folder */
-	char input[4200];  /* S3HOOK_INPUT */
-	char outdir[4200]; /* S3HOOK_OUTPUT_DIR */
-	int depth;	   /* of the source object */
-	int removed;	   /* an ObjectRemoved event: nothing to fetch */
-	int ran;	   /* the handler program ran (res holds its usage) */
-	int64_t rss_kib;   /* its peak RSS as stored (worker_rss_honest) */
+	const char *dir;    /* the job's private folder: its worker's slot */
+	const char *outdir; /* S3HOOK_OUTPUT_DIR, in the slot */
+	char input[4200];   /* S3HOOK_INPUT */
+	int depth;	    /* of the source object */
+	int removed;	    /* an ObjectRemoved event: nothing to fetch */
+	int ran;	    /* the handler program ran (res holds its usage) */
+	int64_t rss_kib;    /* its peak RSS as stored (worker_rss_honest) */
 	struct run_result res;
 	struct buf error; /* one line for the job record */
 };
@@ -107,14 +108,6 @@ uint64_t worker_backoff_ms(uint64_t base_ms, uint64_t max_ms, int attempts)
 }
 
 /* ---- the pool's bookkeeping ---------------------------------------------------------- */
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static size_t running_count(const struct worker_pool *p, const char *handler)
 {
@@ -190,7 +183,7 @@ static int claim(struct worker_pool *p, struct jobq_job *job, struct running **r
 		*reg = xcalloc(1, sizeof(**reg));
 		(*reg)->job = job;
 		(*reg)->handler = job->handler;
-		(*reg)->renew_ms = mono_ms() + f.lease_ms / 3;
+		(*reg)->renew_ms = units_mono_ms() + f.lease_ms / 3;
 		(*reg)->next = p->running;
 		p->running = *reg;
 		p->stats.claimed++;
@@ -372,14 +365,14 @@ static int make_dirs(struct job_run *jr, struct err *e)
 
 	if (slot_get(jr->slot, jr->cfg->workdir, jr->job->handler, e) < 0)
 		return -1;
-	snprintf(jr->dir, sizeof(jr->dir), "%s", jr->slot->dir);
+	jr->dir = jr->slot->dir;
+	jr->outdir = jr->slot->out;
 	/* Keep a short, safe extension: some tools go by the file name. */
 	if (!ext || strchr(ext, '/') || strlen(ext) > 10 ||
 	    strspn(ext + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") !=
 		    strlen(ext + 1))
 		ext = "";
 	snprintf(jr->input, sizeof(jr->input), "%s/input%s", jr->dir, ext);
-	snprintf(jr->outdir, sizeof(jr->outdir), "%s", jr->slot->out);
 	if (jr->h->uid >= 0 && (chown(jr->dir, (uid_t)jr->h->uid, (gid_t)jr->h->gid) < 0 ||
 				chown(jr->outdir, (uid_t)jr->h->uid, (gid_t)jr->h->gid) < 0))
 		return err_sys(e, ERR_IO, "cannot give '%s' to user '%s'", SHORT(jr->dir),
@@ -809,7 +802,7 @@ static void *keeper_main(void *arg)
 	pthread_mutex_lock(&p->lock);
 	while (!p->stopping || p->running) {
 		uint32_t lease = (uint32_t)p->cfg->lease_ms;
-		int64_t now = mono_ms(), next = now + lease / 3;
+		int64_t now = units_mono_ms(), next = now + lease / 3;
 		struct running *r;
 
 		for (r = p->running; r; r = r->next) {

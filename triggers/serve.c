@@ -11,7 +11,6 @@
 #include "triggers/metrics.h"
 #include "triggers/webhook.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -131,11 +130,7 @@ int serve_reload(struct serve *s, struct ini *ini, struct err *e)
 	}
 	if (s->pool)
 		worker_pool_set_config(s->pool, &g->cfg);
-	config_restart_keys(&s->gen->cfg, &g->cfg, restart, sizeof(restart));
-	/* The S3 client (endpoint, region, credentials, retries) is made once, at start. */
-	if (!ini_section_same(s->gen->ini, g->ini, "s3"))
-		snprintf(restart + strlen(restart), sizeof(restart) - strlen(restart), "%s[s3]",
-			 restart[0] ? ", " : "");
+	config_restart_keys(&s->gen->cfg, s->gen->ini, &g->cfg, g->ini, restart, sizeof(restart));
 	g->older = s->gen;
 	s->gen = g;
 	warn_about(&g->cfg);

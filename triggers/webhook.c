@@ -7,6 +7,7 @@
 #include "core/jobq.h"
 #include "core/log.h"
 #include "core/str.h"
+#include "core/units.h"
 #include "triggers/rules.h"
 #include "triggers/sns.h"
 
@@ -248,15 +249,7 @@ const char *webhook_reject_name(enum webhook_reject r)
 	return (unsigned)r < WEBHOOK_REJ_N ? reject_names[r] : "?";
 }
 
-/* Deadlines run on the monotonic clock: a clock step must not fire or hold back a 503. */
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
+/* Deadlines run on units_mono_ms(): a clock step must not fire or hold back a 503. */
 static struct timespec abs_time(int64_t ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
@@ -404,7 +397,7 @@ static const char *remote_addr(struct MHD_Connection *c, char *out, size_t size)
  */
 static int warn_allowed(struct webhook *w, size_t slot, uint64_t *quiet)
 {
-	int64_t now = now_ms();
+	int64_t now = units_mono_ms();
 	int ok = 0;
 
 	pthread_mutex_lock(&w->warn_lock);
@@ -472,7 +465,7 @@ static struct req *req_new(struct webhook *w, struct MHD_Connection *c, uint64_t
 	str_copy(r->id, sizeof(r->id), rid);
 	r->refs = 1;
 	r->limit = limit;
-	r->start_ms = now_ms();
+	r->start_ms = units_mono_ms();
 	r->body = (struct buf)BUF_INIT;
 	buf_init_cap(&r->body, limit);
 	if (content_length)
@@ -663,7 +656,7 @@ static void commit_failed(struct webhook *w, const struct err *e, size_t n_req)
 	uint64_t quiet;
 
 	COUNT(&w->st.commit_failures, 1);
-	STORE(&w->fail_until_ms, now_ms() + FAIL_HOLD_MS);
+	STORE(&w->fail_until_ms, units_mono_ms() + FAIL_HOLD_MS);
 	if (warn_allowed(w, WEBHOOK_REJ_QUEUE, &quiet))
 		log_error("commit failed", "requests=%zu error=%s suppressed=%llu", n_req, e->msg,
 			  (unsigned long long)quiet);
@@ -675,14 +668,14 @@ static void batch_commit(struct webhook *w, struct jobq_new **all, size_t *alloc
 {
 	struct err e = ERR_INIT;
 	size_t n = batch_jobs(w, all, alloc), added = 0;
-	int64_t t0 = now_ms();
+	int64_t t0 = units_mono_ms();
 	int rc = jobq_enqueue(w->q, *all, n, &added, &e);
 
 	if (rc == 0) {
 		COUNT(&w->st.commits, 1);
 		COUNT(&w->st.jobs_new, added);
 		log_debug("commit", "requests=%zu jobs=%zu new=%zu ms=%lld", w->n_batch, n, added,
-			  (long long)(now_ms() - t0));
+			  (long long)(units_mono_ms() - t0));
 	} else {
 		commit_failed(w, &e, w->n_batch);
 	}
@@ -798,7 +791,7 @@ static void *watchdog_main(void *arg)
 	pthread_setname_np(pthread_self(), "watchdog");
 	pthread_mutex_lock(&w->lock);
 	while (w->watching) {
-		int64_t now = now_ms();
+		int64_t now = units_mono_ms();
 		struct req *late = NULL;
 		expire_pending(w, now, &late, &rl);
 		if (w->n_batch && !w->stuck && w->batch_deadline_ms <= now)
@@ -824,11 +817,11 @@ static void *watchdog_main(void *arg)
 
 static int parse_enter(struct webhook *w)
 {
-	int64_t until = now_ms() + PARSE_WAIT_MS;
+	int64_t until = units_mono_ms() + PARSE_WAIT_MS;
 	int ok;
 
 	pthread_mutex_lock(&w->parse_lock);
-	while (w->n_parsing >= LOAD(&w->max_parsing) && now_ms() < until)
+	while (w->n_parsing >= LOAD(&w->max_parsing) && units_mono_ms() < until)
 		cond_wait_until(&w->parse_cv, &w->parse_lock, until);
 	ok = w->n_parsing < LOAD(&w->max_parsing);
 	w->n_parsing += ok;
@@ -1115,7 +1108,7 @@ static enum canned queue_down(struct webhook *w)
 {
 	if (LOAD(&w->draining))
 		return C_503_STOPPING;
-	if (now_ms() < LOAD(&w->fail_until_ms))
+	if (units_mono_ms() < LOAD(&w->fail_until_ms))
 		return C_503_QUEUE;
 	return LOAD(&w->stuck) ? C_503_TIMEOUT : C_N;
 }
@@ -1218,7 +1211,7 @@ static enum MHD_Result req_submit(struct req *r)
 		return MHD_YES;
 	}
 	r->refs++;
-	r->deadline_ms = now_ms() + (int64_t)LOAD(&w->commit_timeout_ms);
+	r->deadline_ms = units_mono_ms() + (int64_t)LOAD(&w->commit_timeout_ms);
 	if (w->tail)
 		w->tail->next = r;
 	else
@@ -1295,7 +1288,7 @@ static void health_refresh(struct webhook *w)
 	pthread_mutex_lock(&w->health_lock);
 	w->health_ok = ok;
 	str_copy(w->health_msg, sizeof(w->health_msg), ok ? "" : e.msg);
-	w->health_at_ms = now_ms();
+	w->health_at_ms = units_mono_ms();
 	pthread_mutex_unlock(&w->health_lock);
 	if (!ok && warn_allowed(w, WARN_HEALTH, &quiet))
 		log_warn("queue not writable", "error=%s suppressed=%llu", e.msg,
@@ -1337,13 +1330,13 @@ static int health_check(struct webhook *w, char *why, size_t size)
 
 	pthread_mutex_lock(&w->health_lock);
 	if (!w->health_at_ms ||
-	    (!w->health_running && now_ms() - w->health_at_ms >= HEALTH_CACHE_MS)) {
+	    (!w->health_running && units_mono_ms() - w->health_at_ms >= HEALTH_CACHE_MS)) {
 		/* Not checked yet, or no background thread (stopped): check inline. */
 		pthread_mutex_unlock(&w->health_lock);
 		health_refresh(w);
 		pthread_mutex_lock(&w->health_lock);
 	}
-	age = now_ms() - w->health_at_ms;
+	age = units_mono_ms() - w->health_at_ms;
 	ok = w->health_ok && age < HEALTH_STALE_MS;
 	if (w->health_ok && !ok)
 		snprintf(why, size, "the queue check has not come back for %lld ms", (long long)age);
@@ -1520,7 +1513,7 @@ static void log_outcome(const struct req *r, enum MHD_RequestTerminationCode toe
 		return;
 	log_debug("notification",
 		  "request=%s status=%u events=%zu jobs=%zu ms=%lld remote=%s closed=%d", r->id,
-		  status, r->events.n, r->n_jobs, (long long)(now_ms() - r->start_ms),
+		  status, r->events.n, r->n_jobs, (long long)(units_mono_ms() - r->start_ms),
 		  remote_addr(r->conn, addr, sizeof(addr)),
 		  toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
 }
@@ -1957,7 +1950,7 @@ int webhook_reload(struct webhook *w, const struct config *cfg, struct err *e)
 static void wait_quiet(struct webhook *w, size_t *count, int64_t until_ms)
 {
 	pthread_mutex_lock(&w->lock);
-	while (*count && now_ms() < until_ms)
+	while (*count && units_mono_ms() < until_ms)
 		cond_wait_until(&w->quiet, &w->lock, until_ms);
 	pthread_mutex_unlock(&w->lock);
 }
@@ -2005,15 +1998,15 @@ void webhook_stop(struct webhook *w)
 	quiesce(w->mhd);
 	/* Requests under way finish normally: their 200s are what they were waiting for. */
 	wait_quiet(w, &w->n_requests,
-		   now_ms() + (int64_t)LOAD(&w->commit_timeout_ms) + DRAIN_EXTRA_MS);
+		   units_mono_ms() + (int64_t)LOAD(&w->commit_timeout_ms) + DRAIN_EXTRA_MS);
 	/* From here a finished body gets its 503 at once; what was handed over is committed. */
 	stop_threads(w);
 	/*
 	 * Every suspended connection has been resumed by now (libmicrohttpd
 	 * refuses to stop with one suspended); give their answers a moment to go out.
 	 */
-	wait_quiet(w, &w->n_suspended, now_ms() + DRAIN_EXTRA_MS);
-	wait_quiet(w, &w->n_requests, now_ms() + DRAIN_EXTRA_MS);
+	wait_quiet(w, &w->n_suspended, units_mono_ms() + DRAIN_EXTRA_MS);
+	wait_quiet(w, &w->n_requests, units_mono_ms() + DRAIN_EXTRA_MS);
 	if (w->mhd)
 		MHD_stop_daemon(w->mhd);
 	if (w->admin)
