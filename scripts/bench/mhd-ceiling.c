@@ -4,15 +4,25 @@
  * 200 with a small JSON body; no parsing, no queue, no disk. Same threading
  * as the webhook listener: libmicrohttpd's epoll threads, one per CPU.
  *
- *	mhd-ceiling     prints "port N", serves until SIGTERM or SIGINT
+ *	mhd-ceiling [--suspend [--sync FILE]]
+ *
+ * Prints "port N" and serves until SIGTERM or SIGINT. The options add the
+ * listener's model one part at a time, to show what each part costs before
+ * any parsing or SQLite: --suspend hands every finished request to one
+ * committer thread that resumes each batch with its answer (the listener's
+ * suspend/resume); --sync FILE also appends the batch's bodies to FILE and
+ * fdatasyncs it before answering (group commit, the cheapest durable store).
  */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define BODY_MAX (1u << 20)
@@ -20,7 +30,18 @@
 struct body {
 	size_t len, alloc;
 	char *data;
+	struct MHD_Connection *conn;
+	struct body *next;
+	int state; /* 0 reading, 1 handed to the committer, 2 committed */
 };
+
+static int use_suspend;
+static int sync_fd = -1;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t work = PTHREAD_COND_INITIALIZER;
+static struct body *pending;
+static int stopping;
+static unsigned long long commits, committed;
 
 /* Keeps the body as the listener does (a growable buffer), so the comparison is fair. */
 static int body_add(struct body *b, const char *data, size_t n)
@@ -62,6 +83,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*size = 0;
 		return MHD_YES;
 	}
+	if (use_suspend && b->state == 0) {
+		b->conn = c;
+		b->state = 1;
+		MHD_suspend_connection(c);
+		pthread_mutex_lock(&lock);
+		b->next = pending;
+		pending = b;
+		pthread_cond_signal(&work);
+		pthread_mutex_unlock(&lock);
+		return MHD_YES;
+	}
 	r = MHD_create_response_from_buffer(sizeof(ok) - 1, (void *)ok, MHD_RESPMEM_PERSISTENT);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	res = MHD_queue_response(c, MHD_HTTP_OK, r);
@@ -81,8 +113,54 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
 	*ctx = NULL;
 }
 
-int main(void)
+/* Takes every pending request, stores their bodies if asked, then resumes them. */
+static void *committer(void *arg)
 {
+	struct iovec iov[1024];
+
+	(void)arg;
+	pthread_mutex_lock(&lock);
+	for (;;) {
+		struct body *batch, *b, *next;
+		int n = 0;
+
+		while (!pending && !stopping)
+			pthread_cond_wait(&work, &lock);
+		if (!pending)
+			break;
+		batch = pending;
+		pending = NULL;
+		pthread_mutex_unlock(&lock);
+		if (sync_fd >= 0) {
+			for (b = batch; b; b = b->next) {
+				iov[n].iov_base = b->data;
+				iov[n++].iov_len = b->len;
+				if (n == 1024 || !b->next) {
+					if (writev(sync_fd, iov, n) < 0)
+						perror("mhd-ceiling: writev");
+					n = 0;
+				}
+			}
+			if (fdatasync(sync_fd) < 0)
+				perror("mhd-ceiling: fdatasync");
+		}
+		commits++;
+		for (b = batch; b; b = next) {
+			next = b->next;
+			b->state = 2;
+			committed++;
+			MHD_resume_connection(b->conn);
+		}
+		pthread_mutex_lock(&lock);
+	}
+	pthread_mutex_unlock(&lock);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD;
+	pthread_t tc;
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	const union MHD_DaemonInfo *info;
@@ -94,8 +172,31 @@ int main(void)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--suspend")) {
+			use_suspend = 1;
+		} else if (!strcmp(argv[i], "--sync") && i + 1 < argc) {
+			sync_fd = open(argv[++i], O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+				       0600);
+			if (sync_fd < 0) {
+				perror(argv[i]);
+				return 1;
+			}
+		} else {
+			fprintf(stderr, "usage: mhd-ceiling [--suspend [--sync FILE]]\n");
+			return 2;
+		}
+	}
+	if (sync_fd >= 0 && !use_suspend) {
+		fprintf(stderr, "mhd-ceiling: --sync needs --suspend\n");
+		return 2;
+	}
+	if (use_suspend) {
+		flags |= MHD_ALLOW_SUSPEND_RESUME;
+		pthread_create(&tc, NULL, committer, NULL);
+	}
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD, 0, NULL, NULL, on_request, NULL,
+	d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL,
 			     MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(ncpu > 0 ? ncpu : 1),
 			     MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_NOTIFY_COMPLETED,
 			     on_completed, NULL, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
@@ -107,6 +208,18 @@ int main(void)
 	printf("port %u\n", info ? info->port : 0);
 	fflush(stdout);
 	sigwait(&set, &sig);
+	if (use_suspend) {
+		pthread_mutex_lock(&lock);
+		stopping = 1;
+		pthread_cond_signal(&work);
+		pthread_mutex_unlock(&lock);
+		pthread_join(tc, NULL);
+		printf("accepted=%llu\ncommits=%llu\n", committed, commits);
+		if (sync_fd >= 0)
+			printf("queued=%llu\n", committed);
+	}
 	MHD_stop_daemon(d);
+	if (sync_fd >= 0)
+		close(sync_fd);
 	return 0;
 }
