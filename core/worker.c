@@ -156,7 +156,13 @@ static void unregister(struct worker_pool *p, struct running *reg)
 		}
 	}
 	p->stats.running--;
-	pthread_cond_broadcast(&p->changed);
+	/*
+	 * Only a stop waits for jobs to end. The keeper need not hear of it: it
+	 * wakes for the earliest renewal due, and a job that ended has none.
+	 * Waking it at every end cost it 60-80 us of CPU per job (/bin/true jobs).
+	 */
+	if (p->stopping)
+		pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -916,6 +922,8 @@ void worker_pool_set_config(struct worker_pool *p, const struct config *cfg)
 	pthread_mutex_lock(&p->lock);
 	p->cfg = cfg;
 	hstats_config(p, cfg);
+	/* A shorter lease makes the next claims' renewals due before the keeper's next wake. */
+	pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
 }
 
