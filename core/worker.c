@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -63,12 +64,21 @@ const double worker_duration_buckets[WORKER_N_BUCKETS] = { 0.05, 0.1, 0.25, 0.5,
  * rest of a short job's own work. A slot serves one handler only, and a folder
  * given to a handler's `user` is not kept: a process that escaped its group
  * (setsid) could still write to it, and must not reach another handler's job.
+ *
+ * The slot's folder is flock()ed while it exists, so that a process that
+ * died without removing its slots (SIGKILL, a crash, a power cut) leaves
+ * them unlocked: the next serve or reprocess removes them when it starts
+ * (sweep_slots()). The kernel drops the lock with its holder, whatever the
+ * pid namespace, and a reused pid fools nothing.
  */
 struct slot {
 	char dir[4096]; /* "" until made */
 	char out[4200];
 	char *handler; /* whose jobs it serves */
+	int lock_fd;   /* the folder, flock()ed; -1 until made */
 };
+
+#define SLOT_INIT { .dir = "", .lock_fd = -1 }
 
 /* What one job needs while it runs. */
 struct job_run {
@@ -311,6 +321,31 @@ static void slot_drop(struct slot *sl)
 	sl->dir[0] = '\0';
 	free(sl->handler);
 	sl->handler = NULL;
+	if (sl->lock_fd >= 0)
+		close(sl->lock_fd);
+	sl->lock_fd = -1;
+}
+
+/*
+ * Locks the folder just made at sl->dir. A sweep in another process may have
+ * found it unlocked in the moment before, and be removing it (it holds the
+ * lock), or have removed it (the path is gone or names another folder):
+ * then it is not ours to use. 1 locked, 0 taken away, -1 error.
+ */
+static int slot_lock(struct slot *sl)
+{
+	struct stat fst, pst;
+
+	sl->lock_fd = open(sl->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sl->lock_fd < 0)
+		return errno == ENOENT ? 0 : -1;
+	if (flock(sl->lock_fd, LOCK_EX | LOCK_NB) < 0)
+		return errno == EWOULDBLOCK ? 0 : -1;
+	if (fstat(sl->lock_fd, &fst) < 0)
+		return -1;
+	if (lstat(sl->dir, &pst) < 0)
+		return errno == ENOENT ? 0 : -1;
+	return fst.st_dev == pst.st_dev && fst.st_ino == pst.st_ino;
 }
 
 /* Whether `path` is still the folder we made: a real directory of ours, mode 0700. */
@@ -346,14 +381,27 @@ static int slot_get(struct slot *sl, const char *workdir, const char *handler, s
 		slot_drop(sl);
 	if (sl->dir[0])
 		return 0;
-	len = snprintf(sl->dir, sizeof(sl->dir), "%s/worker-XXXXXX", workdir);
-	if (len < 0 || (size_t)len >= sizeof(sl->dir)) {
+	for (;;) {
+		int r;
+		len = snprintf(sl->dir, sizeof(sl->dir), "%s/worker-XXXXXX", workdir);
+		if (len < 0 || (size_t)len >= sizeof(sl->dir)) {
+			sl->dir[0] = '\0';
+			return err_set(e, ERR_CONFIG, "workdir '%s' is too long", SHORT(workdir));
+		}
+		if (!mkdtemp(sl->dir)) {
+			sl->dir[0] = '\0';
+			return err_sys(e, ERR_IO, "cannot create a folder in '%s'", SHORT(workdir));
+		}
+		if ((r = slot_lock(sl)) > 0)
+			break;
+		if (r < 0) {
+			err_sys(e, ERR_IO, "cannot lock '%s'", SHORT(sl->dir));
+			slot_drop(sl);
+			return -1;
+		}
+		/* A sweep in another process has it: leave it to the sweep. */
 		sl->dir[0] = '\0';
-		return err_set(e, ERR_CONFIG, "workdir '%s' is too long", SHORT(workdir));
-	}
-	if (!mkdtemp(sl->dir)) {
-		sl->dir[0] = '\0';
-		return err_sys(e, ERR_IO, "cannot create a folder in '%s'", SHORT(workdir));
+		slot_drop(sl);
 	}
 	snprintf(sl->out, sizeof(sl->out), "%s/out", sl->dir);
 	sl->handler = xstrdup(handler);
@@ -741,7 +789,7 @@ static void run_job(struct worker_pool *p, const struct config *cfg, struct jobq
 static void *worker_main(void *arg)
 {
 	struct worker_pool *p = arg;
-	struct slot slot = { .dir = "" };
+	struct slot slot = SLOT_INIT;
 	unsigned errors = 0;
 
 	pthread_setname_np(pthread_self(), "worker");
@@ -856,11 +904,48 @@ struct worker_pool *worker_pool_new(const struct config *cfg, struct jobq *q,
 	return p;
 }
 
+/*
+ * Removes the job folders (worker-XXXXXX) that no live process holds: the
+ * slots of a process that died without removing them, with whatever its
+ * jobs had downloaded.
+ */
+static void sweep_slots(const char *workdir)
+{
+	DIR *d = opendir(workdir);
+	struct dirent *de;
+	char path[8400];
+	size_t n = 0, failed = 0;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		int fd;
+		if (strncmp(de->d_name, "worker-", 7) != 0 || strlen(de->d_name) != 13)
+			continue;
+		fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			snprintf(path, sizeof(path), "%s/%s", workdir, de->d_name);
+			if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) == 0)
+				n++;
+			else
+				failed++;
+		}
+		close(fd);
+	}
+	closedir(d);
+	if (n || failed)
+		log_info("removed job folders a process that ended had left",
+			 "workdir=%s removed=%zu failed=%zu", workdir, n, failed);
+}
+
 int worker_pool_start(struct worker_pool *p, struct err *e)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	size_t n = p->cfg->workers > 0 ? (size_t)p->cfg->workers : (size_t)(cpus > 0 ? cpus : 1);
 
+	sweep_slots(p->cfg->workdir);
 	p->threads = xcalloc(n, sizeof(pthread_t));
 	if (pthread_create(&p->keeper, NULL, keeper_main, p) != 0)
 		return err_set(e, ERR_INTERNAL, "cannot start the lease keeper thread");

@@ -70,3 +70,9 @@ dups=$(cut -d' ' -f1 "$COUNT_FILE" | sort | uniq -d | wc -l)
 ok "$dups keys ran twice (at most $((WORKERS * 3)) were running at the kills)"
 kill -TERM "$SERVE"
 wait "$SERVE" || fail "serve did not exit cleanly"
+# Each killed serve left its workers' folders; each start after removes them (unlocked), and
+# the last serve its own when it stops.
+left=$(find "$WORK/work" -mindepth 1 -maxdepth 1 | wc -l)
+expect_eq "no job folder left in the workdir after 3 kills and a stop" "$left" "0"
+grep -q "removed job folders a process that ended had left" "$WORK/serve.log" ||
+	fail "no start said it removed the killed serve's folders"
