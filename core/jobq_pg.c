@@ -198,6 +198,8 @@ static const char *const migrations[] = {
 	"	END LOOP;\n"
 	"END\n"
 	"$f$;\n",
+	/* 2: reprocess's batch counts, as in jobq_sqlite.c */
+	"CREATE INDEX jobs_batch ON jobs (batch, state) WHERE batch IS NOT NULL;\n",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(*migrations)))

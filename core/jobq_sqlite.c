@@ -107,6 +107,12 @@ static const char *const migrations[] = {
 	"	value TEXT NOT NULL,\n"
 	"	updated_ms INTEGER NOT NULL\n"
 	") WITHOUT ROWID;\n",
+	/*
+	 * 2: reprocess counts its batch twice a second; without an index that
+	 * read every row (0.5 s warm, 1.6 s cold for 243,000 jobs). Partial:
+	 * the listener's jobs have no batch and pay nothing for it.
+	 */
+	"CREATE INDEX jobs_batch ON jobs (batch, state) WHERE batch IS NOT NULL;\n",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(*migrations)))

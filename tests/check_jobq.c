@@ -202,6 +202,30 @@ static void raw_sql(const char *file, const char *sql)
 	sqlite3_close(db);
 }
 
+/* The query's rows, each column followed by '|', rows by '\n', into out. */
+static void raw_rows(const char *file, const char *sql, char *out, size_t size)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	size_t len = 0;
+	int i;
+
+	out[0] = '\0';
+	ck_assert_int_eq(sqlite3_open(file, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		for (i = 0; i < sqlite3_column_count(st); i++) {
+			const unsigned char *t = sqlite3_column_text(st, i);
+			len += (size_t)snprintf(out + len, size - len, "%s|", t ? (const char *)t : "");
+			ck_assert_uint_lt(len, size);
+		}
+		len += (size_t)snprintf(out + len, size - len, "\n");
+		ck_assert_uint_lt(len, size);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
 static int wait_child(pid_t pid)
 {
 	int status;
@@ -1431,6 +1455,35 @@ START_TEST(open_refuses_other_schemas)
 }
 END_TEST
 
+START_TEST(open_upgrades_an_older_schema)
+{
+	struct err e = ERR_INIT;
+	struct jobq *q = open_q(0);
+	char out[4096];
+
+	add(q, "thumb", "a", 0);
+	jobq_close(q);
+	/* A file as version 1 left it: no jobs_batch. */
+	raw_sql(path, "DROP INDEX jobs_batch; "
+		      "UPDATE meta SET value = '1' WHERE key = 'schema_version'");
+	ck_assert_ptr_null(jobq_open(path, JOBQ_NO_CREATE, &e));
+	ck_assert_msg(strstr(e.msg, "schema version 1, older than this s3hook's (2): serve "
+				    "upgrades it"),
+		      "%s", e.msg);
+	q = open_q(0);
+	ck_assert_int_eq(count_state(q, -1), 1);
+	jobq_close(q);
+	raw_rows(path, "SELECT value FROM meta WHERE key = 'schema_version'", out, sizeof(out));
+	ck_assert_str_eq(out, "2|\n");
+	/* What reprocess asks twice a second reads the index, not every job. */
+	raw_rows(path,
+		 "EXPLAIN QUERY PLAN SELECT state, count(*) FROM jobs WHERE 1 AND batch = :batch "
+		 "GROUP BY state",
+		 out, sizeof(out));
+	ck_assert_msg(strstr(out, "USING COVERING INDEX jobs_batch"), "%s", out);
+}
+END_TEST
+
 /* ----- listing ----- */
 
 struct collect {
@@ -1575,6 +1628,7 @@ static Suite *jobq_suite(void)
 	tcase_add_test(tc, open_makes_a_private_file);
 	tcase_add_test(tc, open_errors_are_clear);
 	tcase_add_test(tc, open_refuses_other_schemas);
+	tcase_add_test(tc, open_upgrades_an_older_schema);
 	tcase_add_test(tc, list_and_count_filter);
 	tcase_add_test(tc, state_names_round_trip);
 	suite_add_tcase(s, tc);

@@ -412,6 +412,33 @@ START_TEST(pg_open_refuses_other_schemas)
 }
 END_TEST
 
+START_TEST(pg_open_upgrades_an_older_schema)
+{
+	struct err e = ERR_INIT;
+	struct jobq *q = open_q(0);
+	char out[256];
+
+	add(q, "thumb", "a", 0);
+	jobq_close(q);
+	/* A database as version 1 left it: no jobs_batch. */
+	sql("DROP INDEX jobs_batch");
+	sql("UPDATE meta SET value = '1' WHERE key = 'schema_version'");
+	ck_assert_ptr_null(jobq_open(path, JOBQ_NO_CREATE, &e));
+	ck_assert_msg(strstr(e.msg, "schema version 1, older than this s3hook's (2)"), "%s",
+		      e.msg);
+	q = open_q(0);
+	ck_assert_int_eq(count_state(q, -1), 1);
+	jobq_close(q);
+	pg_sql(path, "SELECT value FROM meta WHERE key = 'schema_version'", out, sizeof(out));
+	ck_assert_str_eq(out, "2");
+	pg_sql(path,
+	       "SELECT indexdef FROM pg_indexes WHERE indexname = 'jobs_batch' "
+	       "AND schemaname = current_schema()",
+	       out, sizeof(out));
+	ck_assert_msg(strstr(out, "(batch, state) WHERE (batch IS NOT NULL)"), "%s", out);
+}
+END_TEST
+
 /* A database that takes no writes is refused by serve, but `s3hook jobs` may read it. */
 START_TEST(pg_open_refuses_a_read_only_database)
 {
@@ -609,6 +636,7 @@ static Suite *pg_suite(void)
 	tcase_add_test(own, pg_connections_come_back);
 	tcase_add_test(own, pg_lost_commit_is_unknown);
 	tcase_add_test(own, pg_open_refuses_other_schemas);
+	tcase_add_test(own, pg_open_upgrades_an_older_schema);
 	tcase_add_test(own, pg_open_refuses_a_read_only_database);
 	tcase_add_test(own, pg_messages_hold_no_password);
 	tcase_add_test(own, pg_warns_when_commits_are_not_synchronous);
