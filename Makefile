@@ -77,7 +77,7 @@ check: deps
 # and the fuzzer's coverage into build-fuzz/. `make fuzz` runs each target
 # FUZZ_SECONDS and keeps what it learns in build-fuzz/corpus/; `make
 # fuzz-check` runs each 15 s from the seeds alone, as `make check` does.
-FUZZ_TARGETS := event xml ini sigv4
+FUZZ_TARGETS := event xml ini sigv4 sns
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
 FUZZ_BINS := $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)

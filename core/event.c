@@ -133,7 +133,8 @@ int event_name_match(const char *pattern, const char *name)
 
 /*
  * jansson quotes the bytes near a syntax error, which may not be UTF-8; the
- * message ends up in a JSON reply and in logs, so it keeps to ASCII.
+ * message ends up in a JSON reply and in logs, so it keeps to ASCII (and
+ * SHORT() escapes control bytes).
  */
 static void parse_error(struct err *e, json_error_t *je)
 {
@@ -151,7 +152,7 @@ static void parse_error(struct err *e, json_error_t *je)
 		SHORT(je->text));
 }
 
-static json_t *parse_object(const char *s, size_t len, struct err *e)
+json_t *event_json_object(const char *s, size_t len, struct err *e)
 {
 	json_error_t je;
 	json_t *root = json_loadb(s, len, LOAD_FLAGS, &je);
@@ -713,7 +714,7 @@ int event_decode(const char *body, size_t len, struct event_list *out, struct er
 	size_t i;
 	int rc;
 
-	root = parse_object(body, len, e);
+	root = event_json_object(body, len, e);
 	if (!root)
 		return -1;
 	records = json_object_get(root, "Records");
@@ -831,7 +832,7 @@ static int from_canonical(json_t *o, const char *s, size_t len, struct event *ev
 int event_from_json(const char *json, size_t len, struct event *ev, struct err *e)
 {
 	struct event tmp = EVENT_INIT;
-	json_t *root = parse_object(json, len, e);
+	json_t *root = event_json_object(json, len, e);
 	int rc;
 
 	if (!root)

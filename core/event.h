@@ -136,6 +136,15 @@ void event_list_release(struct event_list *l);
 int event_decode(const char *body, size_t len, struct event_list *out, struct err *e);
 
 /*
+ * Parses `s` as one JSON object, as event_decode() does: duplicate keys,
+ * "\u0000" and trailing bytes refused. NULL with a one-line ASCII message
+ * (ERR_PARSE) when it is not one. For other JSON from the same
+ * senders (an SNS envelope); json_decref() the result.
+ */
+struct json_t;
+struct json_t *event_json_object(const char *s, size_t len, struct err *e);
+
+/*
  * Appends the canonical JSON of `ev` (compact, one object, no newline) to
  * `out`. Fails when `out`'s cap is reached (ERR_LIMIT) or a field cannot be
  * encoded (ERR_INTERNAL); `out` then holds the bytes appended so far.

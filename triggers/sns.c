@@ -3,6 +3,7 @@
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/err.h"
+#include "core/event.h"
 #include "core/log.h"
 #include "core/str.h"
 
@@ -178,15 +179,12 @@ static int parse_fields(json_t *o, struct sns_msg *m, struct err *e)
 int sns_msg_parse(struct sns_msg *m, const char *body, size_t len, struct err *e)
 {
 	struct sns_msg tmp = SNS_MSG_INIT;
-	json_error_t jerr;
-	json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *o = event_json_object(body, len, e);
 	int rc = -1;
 
 	if (!o)
-		return err_set(e, ERR_PARSE, "SNS message: %s", jerr.text);
-	if (!json_is_object(o))
-		err_set(e, ERR_PARSE, "SNS message: not a JSON object");
-	else if (parse_type(o, &tmp, e) == 0 && parse_fields(o, &tmp, e) == 0)
+		return err_prefix(e, "SNS message");
+	if (parse_type(o, &tmp, e) == 0 && parse_fields(o, &tmp, e) == 0)
 		rc = 0;
 	json_decref(o);
 	if (rc < 0) {
