@@ -25,11 +25,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define BUSY_TIMEOUT_MS 5000
 #define WAL_KEEP_BYTES	"67108864" /* what a checkpointed WAL is cut back to */
 #define BATCH_ROWS	1000	   /* rows prune and mass retry change per transaction */
+#define MIN_FREE_BYTES	(1 << 20)  /* less free on the queue's disk fails the health check */
 #define STR_(x)		#x
 #define STR(x)		STR_(x)
 
@@ -1313,12 +1315,27 @@ static int heartbeat(struct jobq_backend *b, int64_t now, struct err *e)
 
 static int sq_check_writable(struct jobq_backend *b, int64_t now, struct err *e)
 {
+	struct statvfs sv;
+
 	if (same_file(b, e) < 0)
 		return -1;
 	/* The open descriptor writes on after a chmod or a read-only remount; a restart would not.
 	 */
 	if (faccessat(AT_FDCWD, b->file, W_OK, AT_EACCESS) < 0)
 		return err_sys(e, ERR_QUEUE, "queue '%s' is not writable", SHORT(b->path));
+	/*
+	 * The heartbeat below can land in WAL space a full disk gave the file
+	 * earlier, and pass; the next batch of jobs would not. Root may use the
+	 * blocks a file system reserves for it, others not.
+	 */
+	if (statvfs(b->file, &sv) == 0) {
+		uint64_t free_bytes = (uint64_t)(geteuid() == 0 ? sv.f_bfree : sv.f_bavail) *
+				      (uint64_t)sv.f_frsize;
+		if (free_bytes < MIN_FREE_BYTES)
+			return err_set(e, ERR_QUEUE,
+				       "queue '%s': the disk is full (%" PRIu64 " bytes free)",
+				       SHORT(b->path), free_bytes);
+	}
 	if (tx_begin(b, e) < 0)
 		return -1;
 	return tx_end(b, heartbeat(b, now, e) == 0, e);

@@ -1321,6 +1321,59 @@ START_TEST(check_writable_notices_a_deleted_file)
 }
 END_TEST
 
+/* In a mount namespace of its own, a queue on a small tmpfs, then the tmpfs filled. */
+static int full_disk_child(void)
+{
+	char q_path[4200], filler[4200], block[65536] = { 0 };
+	struct err e = ERR_INIT;
+	struct jobq *q;
+	int fd;
+
+	if (unshare(CLONE_NEWNS) < 0)
+		return 77;
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("tmpfs", dir, "tmpfs", 0, "size=4m") < 0)
+		return 77;
+	snprintf(q_path, sizeof(q_path), "%s/full.db", dir);
+	snprintf(filler, sizeof(filler), "%s/filler", dir);
+	if (!(q = jobq_open(q_path, JOBQ_INGEST, &e)))
+		return 1;
+	if (jobq_check_writable(q, &e) < 0)
+		return 2;
+	if ((fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0)
+		return 3;
+	while (write(fd, block, sizeof(block)) > 0)
+		;
+	close(fd);
+	/* Said by the free-space check, before any write is tried. */
+	if (jobq_check_writable(q, &e) == 0)
+		return 4;
+	if (e.code != ERR_QUEUE || !strstr(e.msg, "the disk is full ("))
+		return 5;
+	unlink(filler);
+	err_clear(&e);
+	if (jobq_check_writable(q, &e) < 0)
+		return 6;
+	jobq_close(q);
+	return 0;
+}
+
+START_TEST(check_writable_notices_a_full_disk)
+{
+	pid_t pid = fork();
+	int r;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(full_disk_child());
+	r = wait_child(pid);
+	if (r == 77)
+		fprintf(stderr, "check_jobq: no mount namespace here, full disk not tested\n");
+	else
+		ck_assert_int_eq(r, 0);
+}
+END_TEST
+
 /* In a mount namespace of its own, makes the folder read-only under an open queue. */
 static int read_only_child(void)
 {
@@ -1625,6 +1678,7 @@ static Suite *jobq_suite(void)
 	tcase_add_test(tc, wait_returns_on_wake_and_when_a_retry_is_due);
 	tcase_add_test(tc, check_writable_notices_a_deleted_file);
 	tcase_add_test(tc, check_writable_notices_a_read_only_file);
+	tcase_add_test(tc, check_writable_notices_a_full_disk);
 	tcase_add_test(tc, open_makes_a_private_file);
 	tcase_add_test(tc, open_errors_are_clear);
 	tcase_add_test(tc, open_refuses_other_schemas);
