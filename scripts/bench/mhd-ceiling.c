@@ -4,7 +4,7 @@
  * 200 with a small JSON body; no parsing, no queue, no disk. Same threading
  * as the webhook listener: libmicrohttpd's epoll threads, one per CPU.
  *
- *	mhd-ceiling [--suspend [--sync FILE]]
+ *	mhd-ceiling [--suspend | --block THREADS] [--sync FILE]
  *
  * Prints "port N" and serves until SIGTERM or SIGINT. The options add the
  * listener's model one part at a time, to show what each part costs before
@@ -12,6 +12,10 @@
  * committer thread that resumes each batch with its answer (the listener's
  * suspend/resume); --sync FILE also appends the batch's bodies to FILE and
  * fdatasyncs it before answering (group commit, the cheapest durable store).
+ * --block is the model without suspend/resume, for comparison: THREADS
+ * libmicrohttpd threads, each waiting in the access handler for the group
+ * commit that holds its request, led by the first waiter to find none
+ * under way.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -36,12 +40,52 @@ struct body {
 };
 
 static int use_suspend;
+static unsigned block_threads; /* --block: 0 when off */
 static int sync_fd = -1;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t work = PTHREAD_COND_INITIALIZER;
 static struct body *pending;
 static int stopping;
 static unsigned long long commits, committed;
+/* --block: group commits are numbered; the one under way, and the last done. */
+static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER;
+static unsigned long long group_next = 1, group_done;
+static int leading;
+
+static void store(struct body *batch);
+
+/* --block: waits until b is stored, storing the group itself when no one else is. */
+static void group_commit(struct body *b)
+{
+	unsigned long long mine;
+
+	pthread_mutex_lock(&lock);
+	b->next = pending;
+	pending = b;
+	mine = group_next;
+	while (group_done < mine) {
+		struct body *batch;
+		if (leading) {
+			pthread_cond_wait(&done_cv, &lock);
+			continue;
+		}
+		/* Lead: everything pending now is group `mine`; later arrivals are the next. */
+		batch = pending;
+		pending = NULL;
+		leading = 1;
+		group_next++;
+		pthread_mutex_unlock(&lock);
+		store(batch);
+		pthread_mutex_lock(&lock);
+		leading = 0;
+		group_done = mine;
+		commits++;
+		pthread_cond_broadcast(&done_cv);
+	}
+	committed++;
+	pthread_mutex_unlock(&lock);
+	b->state = 2;
+}
 
 /* Keeps the body as the listener does (a growable buffer), so the comparison is fair. */
 static int body_add(struct body *b, const char *data, size_t n)
@@ -83,6 +127,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*size = 0;
 		return MHD_YES;
 	}
+	if (block_threads && b->state == 0)
+		group_commit(b);
 	if (use_suspend && b->state == 0) {
 		b->conn = c;
 		b->state = 1;
@@ -113,16 +159,35 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
 	*ctx = NULL;
 }
 
+/* Appends the bodies of a batch to the sync file and flushes it (with --sync). */
+static void store(struct body *batch)
+{
+	struct iovec iov[1024];
+	struct body *b;
+	int n = 0;
+
+	if (sync_fd < 0)
+		return;
+	for (b = batch; b; b = b->next) {
+		iov[n].iov_base = b->data;
+		iov[n++].iov_len = b->len;
+		if (n == 1024 || !b->next) {
+			if (writev(sync_fd, iov, n) < 0)
+				perror("mhd-ceiling: writev");
+			n = 0;
+		}
+	}
+	if (fdatasync(sync_fd) < 0)
+		perror("mhd-ceiling: fdatasync");
+}
+
 /* Takes every pending request, stores their bodies if asked, then resumes them. */
 static void *committer(void *arg)
 {
-	struct iovec iov[1024];
-
 	(void)arg;
 	pthread_mutex_lock(&lock);
 	for (;;) {
 		struct body *batch, *b, *next;
-		int n = 0;
 
 		while (!pending && !stopping)
 			pthread_cond_wait(&work, &lock);
@@ -131,19 +196,7 @@ static void *committer(void *arg)
 		batch = pending;
 		pending = NULL;
 		pthread_mutex_unlock(&lock);
-		if (sync_fd >= 0) {
-			for (b = batch; b; b = b->next) {
-				iov[n].iov_base = b->data;
-				iov[n++].iov_len = b->len;
-				if (n == 1024 || !b->next) {
-					if (writev(sync_fd, iov, n) < 0)
-						perror("mhd-ceiling: writev");
-					n = 0;
-				}
-			}
-			if (fdatasync(sync_fd) < 0)
-				perror("mhd-ceiling: fdatasync");
-		}
+		store(batch);
 		commits++;
 		for (b = batch; b; b = next) {
 			next = b->next;
@@ -173,7 +226,13 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--suspend")) {
+		if (!strcmp(argv[i], "--block") && i + 1 < argc) {
+			block_threads = (unsigned)strtoul(argv[++i], NULL, 10);
+			if (!block_threads) {
+				fprintf(stderr, "mhd-ceiling: --block needs a thread count\n");
+				return 2;
+			}
+		} else if (!strcmp(argv[i], "--suspend")) {
 			use_suspend = 1;
 		} else if (!strcmp(argv[i], "--sync") && i + 1 < argc) {
 			sync_fd = open(argv[++i], O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
@@ -183,12 +242,13 @@ int main(int argc, char **argv)
 				return 1;
 			}
 		} else {
-			fprintf(stderr, "usage: mhd-ceiling [--suspend [--sync FILE]]\n");
+			fprintf(stderr,
+				"usage: mhd-ceiling [--suspend | --block THREADS] [--sync FILE]\n");
 			return 2;
 		}
 	}
-	if (sync_fd >= 0 && !use_suspend) {
-		fprintf(stderr, "mhd-ceiling: --sync needs --suspend\n");
+	if ((sync_fd >= 0 && !use_suspend && !block_threads) || (use_suspend && block_threads)) {
+		fprintf(stderr, "mhd-ceiling: --sync needs --suspend or --block, not both\n");
 		return 2;
 	}
 	if (use_suspend) {
@@ -197,7 +257,8 @@ int main(int argc, char **argv)
 	}
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL,
-			     MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(ncpu > 0 ? ncpu : 1),
+			     MHD_OPTION_THREAD_POOL_SIZE,
+			     block_threads ? block_threads : (unsigned)(ncpu > 0 ? ncpu : 1),
 			     MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_NOTIFY_COMPLETED,
 			     on_completed, NULL, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
 	if (!d) {
@@ -208,6 +269,11 @@ int main(int argc, char **argv)
 	printf("port %u\n", info ? info->port : 0);
 	fflush(stdout);
 	sigwait(&set, &sig);
+	if (block_threads) {
+		printf("accepted=%llu\ncommits=%llu\n", committed, commits);
+		if (sync_fd >= 0)
+			printf("queued=%llu\n", committed);
+	}
 	if (use_suspend) {
 		pthread_mutex_lock(&lock);
 		stopping = 1;
