@@ -226,7 +226,12 @@ void sns_string_to_sign(const struct sns_msg *m, struct buf *out)
 
 /* ---- the signature ---- */
 
-static int b64_decode(const char *s, unsigned char *out, size_t *n)
+/*
+ * Decodes base64 into out (size bytes). Every 4 characters give at most 3
+ * bytes; the size is checked here, not left to the caller's arithmetic,
+ * because an overflow would happen inside OpenSSL, where no sanitizer looks.
+ */
+static int b64_decode(const char *s, unsigned char *out, size_t size, size_t *n)
 {
 	EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
 	size_t len = strlen(s);
@@ -235,7 +240,7 @@ static int b64_decode(const char *s, unsigned char *out, size_t *n)
 	if (!ctx)
 		abort();
 	EVP_DecodeInit(ctx);
-	ok = len <= SIG_B64_MAX &&
+	ok = len <= SIG_B64_MAX && (len + 3) / 4 * 3 <= size &&
 	     EVP_DecodeUpdate(ctx, out, &a, (const unsigned char *)s, (int)len) >= 0 &&
 	     EVP_DecodeFinal(ctx, out + a, &b) == 1;
 	EVP_ENCODE_CTX_free(ctx);
@@ -258,7 +263,7 @@ static int verify_cert(const struct sns_msg *m, X509 *x, struct err *e)
 	size_t n;
 	int ok;
 
-	if (b64_decode(m->signature, sig, &n) < 0)
+	if (b64_decode(m->signature, sig, sizeof(sig), &n) < 0)
 		return err_set(e, ERR_PARSE, "SNS message: 'Signature' is not base64");
 	if (!cert_current(x))
 		return err_set(e, ERR_AUTH, "SNS signing certificate is expired or not yet valid");
