@@ -472,56 +472,6 @@ static int parse_and_check(const char *body, size_t len)
 
 /* ---- the input as the Message of a Notification ----------------------------------- */
 
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF. */
-static int ref_utf8(const uint8_t *s, size_t len)
-{
-	size_t i = 0, n, k;
-	uint32_t cp;
-
-	while (i < len) {
-		uint8_t c = s[i];
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			n = 1, cp = c & 0x1f;
-		else if (c >= 0xe0 && c <= 0xef)
-			n = 2, cp = c & 0x0f;
-		else if (c >= 0xf0 && c <= 0xf4)
-			n = 3, cp = c & 0x07;
-		else
-			return 0;
-		if (len - i <= n)
-			return 0;
-		for (k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		i += n + 1;
-	}
-	return 1;
-}
-
-/* The bytes as the inside of a JSON string: only '"', '\' and control bytes escaped. */
-static void json_quote_raw(struct buf *b, const uint8_t *s, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		if (s[i] == '"' || s[i] == '\\')
-			buf_addf(b, "\\%c", s[i]);
-		else if (s[i] < 0x20)
-			buf_addf(b, "\\u%04x", s[i]);
-		else
-			buf_addch(b, (char)s[i]);
-	}
-}
-
 static void fuzz_message(const uint8_t *data, size_t size)
 {
 	struct buf body = BUF_INIT;
