@@ -79,6 +79,7 @@ struct slot {
 };
 
 #define SLOT_INIT { .dir = "", .lock_fd = -1 }
+#define SLOT_NAME "worker-XXXXXX" /* mkdtemp() fills in the Xs */
 
 /* What one job needs while it runs. */
 struct job_run {
@@ -383,7 +384,7 @@ static int slot_get(struct slot *sl, const char *workdir, const char *handler, s
 		return 0;
 	for (;;) {
 		int r;
-		len = snprintf(sl->dir, sizeof(sl->dir), "%s/worker-XXXXXX", workdir);
+		len = snprintf(sl->dir, sizeof(sl->dir), "%s/" SLOT_NAME, workdir);
 		if (len < 0 || (size_t)len >= sizeof(sl->dir)) {
 			sl->dir[0] = '\0';
 			return err_set(e, ERR_CONFIG, "workdir '%s' is too long", SHORT(workdir));
@@ -920,7 +921,8 @@ static void sweep_slots(const char *workdir)
 		return;
 	while ((de = readdir(d))) {
 		int fd;
-		if (strncmp(de->d_name, "worker-", 7) != 0 || strlen(de->d_name) != 13)
+		if (strncmp(de->d_name, SLOT_NAME, 7) != 0 ||
+		    strlen(de->d_name) != sizeof(SLOT_NAME) - 1)
 			continue;
 		fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
